@@ -1,0 +1,1 @@
+"""The ``istn-sk`` command line, a thin layer over the library objects."""

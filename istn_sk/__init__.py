@@ -1,0 +1,43 @@
+"""istn-sk: image-level domain adaptation with image-and-spatial transformer networks.
+
+Public API
+----------
+ISTNAdapter
+    scikit-learn transformer mapping source-site images to the target site.
+make_shifted_shapes
+    A synthetic two-site image set with a known shift.
+hookimpl, get_registry, Registry, Register, Entry, PluginError
+    The plugin registry (STN types, losses, datasets).
+
+Names are imported on first use, so ``istn-sk --help`` and plugin discovery
+do not pay for importing torch.
+"""
+
+from importlib import import_module
+
+from ._version import __version__
+
+_PUBLIC = {
+    "Entry": "._registry",
+    "ISTNAdapter": "._adapter",
+    "PluginError": "._registry",
+    "Register": "._registry",
+    "Registry": "._registry",
+    "get_registry": "._registry",
+    "hookimpl": ".hookspecs",
+    "make_shifted_shapes": "._synthetic",
+}
+
+__all__ = [*sorted(_PUBLIC), "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,352 @@
+"""ISTNAdapter: an image-and-spatial transformer mapping source images to the target site."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import ProgressBar
+from torch import nn
+
+from ._adversarial_net import AdversarialISTNNet, GANLosses, PairedDomains
+from ._registry import get_registry
+from ._validation import image_layout, source_mask
+from .nn import ISTN, FullyConvolutionalNet, ImageTransformerNetwork, STNContext
+
+MODES = ("unidirectional", "cyclegan")
+
+
+class ISTNAdapter(TransformerMixin, BaseEstimator):
+    """Image-level domain adaptation with an adversarially trained ISTN.
+
+    Fitted on unlabelled source (S) and target (T) images, it learns an image
+    transformer (ITN: contrast, thickness, noise) feeding a spatial
+    transformer (STN: affine or B-spline shape change) so that S2T = ISTN(S)
+    looks like T to a discriminator D_T, while ISTN(T) stays T (identity
+    loss). ``transform`` maps images S -> T; a task model trained on S2T with
+    S's labels then applies to unmodified T images.
+
+    Images are expected in [-1, 1] (the ITN ends in tanh).
+
+    Parameters
+    ----------
+    itn : bool, default=True
+        Use an image transformer network. ``False`` gives an STN-only ISTN.
+    itn_residual : bool, default=True
+        The ITN outputs ``clip(x + tanh(h), -1, 1)`` and starts as the
+        identity; ``False`` gives the paper's plain ``tanh(h)`` output.
+    stn : str or None, default="affine"
+        Registered spatial transformer: ``"affine"``, ``"bspline"``,
+        ``"none"`` (None is the same as ``"none"``) or one from a plugin.
+    cp_spacing : int or tuple of int, default=4
+        B-spline control-point spacing in voxels, per axis or for all axes.
+    max_displacement : float, default=0.2
+        B-spline displacement cap as a fraction of the image size, in [0, 1].
+    stn_options : dict, optional
+        Extra keyword options for the STN factory (e.g. ``max_translation``
+        for ``"affine"``).
+    nf : int, default=16
+        Base number of filters of the ITN, STN and discriminator (the
+        discriminator uses ``2 * nf``, as in the paper).
+    consistency_weight : float, default=10.0
+        λ: the identity term is weighted ½λ and the cycle terms λ. Image
+        terms compare images rescaled to [0, 1]. Larger values keep the
+        transform closer to the identity and training more stable.
+    mode : {"unidirectional", "cyclegan"}, default="unidirectional"
+        One ISTN and discriminator, or two of each with cycle terms.
+    gan_loss, dis_loss, idt_loss : str, default="bce", "bce", "l1"
+        Registered losses for the ISTN's adversarial term, the discriminator
+        and the identity/cycle terms.
+    lr : float, default=1e-3
+        Adam learning rate of ISTNs and discriminators (betas 0.5, 0.999).
+    batch_size : int, default=32
+        Source images (and as many target images) per step.
+    max_epochs : int, default=20
+        Passes over the larger domain.
+    image_shape : tuple of int, optional
+        Spatial shape of the images, needed when ``X`` holds flattened rows.
+    spatial_dims : {2, 3}, optional
+        Read a 4-D ``X`` as single-channel 3D volumes ``(n, D, H, W)`` when 3.
+    device : str, default="cpu"
+        Torch device for training and transforms.
+    random_state : int, RandomState or None, default=None
+        Seeds weights, shuffling, dropout and soft labels: a fixed value gives
+        identical transforms on CPU.
+    callbacks : list of skorch callbacks, optional
+        Added to the training net (e.g. ``skorch.callbacks.Checkpoint``).
+    verbose : int, default=0
+        0 silent, 1 a line per epoch, 2 also a progress bar per epoch.
+
+    Attributes
+    ----------
+    net_ : AdversarialISTNNet
+        The trained skorch net; ``net_.module_["s2t"]`` is the ISTN.
+    history_ : skorch.History
+        Per-epoch (and per-batch) losses: ``train_loss`` (ISTN total),
+        ``gan_loss``, ``idt_loss``, ``cyc_loss`` (cyclegan), ``dis_loss``.
+    n_channels_ : int
+        Image channels seen in ``fit``.
+    image_shape_ : tuple of int
+        Spatial shape seen in ``fit``.
+    n_features_in_ : int
+        ``X.shape[1]`` in ``fit`` (scikit-learn's convention).
+
+    Examples
+    --------
+    >>> adapter = ISTNAdapter(stn="affine", max_epochs=5, random_state=0)
+    >>> adapter.fit(X, sample_domain=sd)          # doctest: +SKIP
+    >>> S2T = adapter.transform(X[sd > 0])        # doctest: +SKIP
+    """
+
+    def __init__(self, itn=True, itn_residual=True, stn="affine", cp_spacing=4,
+                 max_displacement=0.2, stn_options=None, nf=16, consistency_weight=10.0,
+                 mode="unidirectional", gan_loss="bce", dis_loss="bce", idt_loss="l1", lr=1e-3,
+                 batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None, device="cpu",
+                 random_state=None, callbacks=None, verbose=0):
+        self.itn = itn
+        self.itn_residual = itn_residual
+        self.stn = stn
+        self.cp_spacing = cp_spacing
+        self.max_displacement = max_displacement
+        self.stn_options = stn_options
+        self.nf = nf
+        self.consistency_weight = consistency_weight
+        self.mode = mode
+        self.gan_loss = gan_loss
+        self.dis_loss = dis_loss
+        self.idt_loss = idt_loss
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.image_shape = image_shape
+        self.spatial_dims = spatial_dims
+        self.device = device
+        self.random_state = random_state
+        self.callbacks = callbacks
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def fit(self, X, y=None, sample_domain=None):
+        """Train the ISTN on the source and target rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, C, *spatial), (n, *spatial) or (n, n_values)
+            Source and target images together, in [-1, 1].
+        y : array-like of shape (n,), optional
+            Only read to find target rows when ``sample_domain`` is None:
+            -1 (NaN for regression) marks a target row.
+        sample_domain : array-like of shape (n,), optional
+            skada's convention: > 0 source, < 0 target.
+
+        Returns
+        -------
+        self : ISTNAdapter
+        """
+        X = validate_data(self, X, allow_nd=True, dtype=[np.float32, np.float64])
+        layout = image_layout(X, image_shape=self.image_shape, spatial_dims=self.spatial_dims)
+        is_source = source_mask(y, sample_domain, n_samples=X.shape[0])
+        self._check_params(layout.spatial)
+        _warn_if_out_of_range(X)
+        registry = get_registry()
+        losses = {
+            name: registry.get("loss", getattr(self, name), parameter=name).factory()
+            for name in ("gan_loss", "dis_loss", "idt_loss")
+        }
+        images = torch.from_numpy(np.ascontiguousarray(layout.to_images(X), dtype=np.float32))
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            directions = ["s2t", "t2s"] if self.mode == "cyclegan" else ["s2t"]
+            istns = nn.ModuleDict({key: self._build_istn(layout) for key in directions})
+            critics = nn.ModuleDict({
+                domain: FullyConvolutionalNet(len(layout.spatial), layout.channels,
+                                              layout.spatial, n_outputs=1, nf=2 * self.nf,
+                                              norm_kind="instance")
+                for domain in (["target", "source"] if self.mode == "cyclegan" else ["target"])
+            })
+            net = AdversarialISTNNet(
+                istns, critics,
+                criterion=GANLosses(losses["gan_loss"], losses["dis_loss"], losses["idt_loss"]),
+                consistency_weight=float(self.consistency_weight),
+                lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
+                train_split=None, iterator_train__shuffle=True, device=self.device,
+                callbacks=self._training_callbacks(), verbose=int(self.verbose),
+            )
+            net.fit(PairedDomains(images[torch.from_numpy(is_source)],
+                                  images[torch.from_numpy(~is_source)]))
+        self.net_ = net
+        self.history_ = net.history
+        self.n_channels_ = layout.channels
+        self.image_shape_ = layout.spatial
+        return self
+
+    def transform(self, X, sample_domain=None):
+        """Map images to the target domain (S -> S2T).
+
+        Parameters
+        ----------
+        X : array-like, same layout as in ``fit``
+        sample_domain : array-like of shape (n,), optional
+            Rows with ``sample_domain < 0`` (target) are returned unmodified,
+            the paper's protocol for target data; without it every row is
+            transformed.
+
+        Returns
+        -------
+        ndarray, same shape and floating dtype as ``X``
+        """
+        return self._apply("s2t", X, sample_domain, keep=lambda domains: domains < 0)
+
+    def inverse_transform(self, X, sample_domain=None):
+        """Map images to the source domain (T -> T2S); cyclegan mode only.
+
+        Rows with ``sample_domain > 0`` (source) are returned unmodified.
+        """
+        check_is_fitted(self)
+        if "t2s" not in self.net_.module_:
+            raise AttributeError("inverse_transform needs an ISTNAdapter fitted with "
+                                 "mode='cyclegan'")
+        return self._apply("t2s", X, sample_domain, keep=lambda domains: domains > 0)
+
+    def explain(self, X, direction: str = "s2t") -> dict[str, np.ndarray]:
+        """The parts of the transform a person inspects, for each image.
+
+        Parameters
+        ----------
+        X : array-like, same layout as in ``fit``
+        direction : {"s2t", "t2s"}, default="s2t"
+            ``"t2s"`` in cyclegan mode explains the inverse map.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``input`` and ``appearance`` (ITN output), ``output`` (S2T) and
+            ``difference`` (output - input), all ``(n, C, *spatial)``;
+            ``displacement`` ``(n, D, *spatial)`` in voxels, channel ``i``
+            along spatial axis ``i`` (zeros without an STN).
+        """
+        check_is_fitted(self)
+        images, _, dtype = self._images(X)
+        istn = self._istn(direction)
+        parts = {"appearance": [], "displacement": [], "output": []}
+        for batch in self._batches(images):
+            explained = istn.explain(batch)
+            if explained["displacement"] is None:
+                explained["displacement"] = batch.new_zeros(
+                    batch.shape[0], batch.dim() - 2, *batch.shape[2:])
+            for key in parts:
+                parts[key].append(explained[key].cpu().numpy())
+        result = {key: np.concatenate(value).astype(dtype) for key, value in parts.items()}
+        result["input"] = images.astype(dtype)
+        result["difference"] = result["output"] - result["input"]
+        return result
+
+    def _apply(self, direction, X, sample_domain, keep):
+        check_is_fitted(self)
+        images, layout, dtype = self._images(X)
+        istn = self._istn(direction)
+        out = np.concatenate([istn(batch).cpu().numpy() for batch in self._batches(images)])
+        if sample_domain is not None:
+            domains = np.asarray(sample_domain).ravel()
+            if domains.shape[0] != images.shape[0]:
+                raise ValueError(f"sample_domain has {domains.shape[0]} entries but X has "
+                                 f"{images.shape[0]} rows")
+            out[keep(domains)] = images[keep(domains)]
+        return layout.to_rows(out).astype(dtype, copy=False)
+
+    def _images(self, X):
+        X = validate_data(self, X, allow_nd=True, dtype=[np.float32, np.float64], reset=False)
+        layout = image_layout(X, image_shape=self.image_shape, spatial_dims=self.spatial_dims)
+        if layout.channels != self.n_channels_ or layout.spatial != self.image_shape_:
+            raise ValueError(
+                f"X holds images with {layout.channels} channel(s) of shape {layout.spatial}, "
+                f"but the adapter was fitted on {self.n_channels_} channel(s) of shape "
+                f"{self.image_shape_}"
+            )
+        return np.ascontiguousarray(layout.to_images(X), dtype=np.float32), layout, X.dtype
+
+    def _istn(self, direction: str) -> nn.Module:
+        if direction not in self.net_.module_:
+            raise ValueError(f"direction must be one of {list(self.net_.module_)}, "
+                             f"got {direction!r}")
+        return self.net_.module_[direction].eval()
+
+    def _batches(self, images: np.ndarray):
+        with torch.no_grad():
+            for start in range(0, images.shape[0], self.batch_size):
+                batch = torch.from_numpy(images[start:start + self.batch_size])
+                yield batch.to(self.device)
+
+    def _build_istn(self, layout) -> ISTN:
+        spatial_dims = len(layout.spatial)
+        itn = (ImageTransformerNetwork(spatial_dims, layout.channels, layout.spatial, nf=self.nf,
+                                       residual=bool(self.itn_residual))
+               if self.itn else None)
+        entry = get_registry().get("spatial_transformer", "none" if self.stn is None else self.stn,
+                                   parameter="stn")
+        context = STNContext(
+            image_shape=layout.spatial, in_channels=layout.channels, nf=self.nf,
+            cp_spacing=_per_axis(self.cp_spacing, spatial_dims),
+            max_displacement=float(self.max_displacement),
+            options=dict(self.stn_options or {}),
+        )
+        return ISTN(itn, entry.factory(context))
+
+    def _training_callbacks(self):
+        callbacks = list(self.callbacks or [])
+        if self.verbose >= 2:
+            callbacks.append(ProgressBar())
+        return callbacks
+
+    def _check_params(self, spatial: tuple[int, ...]) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not isinstance(self.itn, (bool, np.bool_)):
+            raise ValueError(f"itn must be True or False, got {self.itn!r}")
+        if not self.itn and self.stn in (None, "none"):
+            raise ValueError("itn=False with stn=None leaves nothing to train: enable the ITN "
+                             "or choose an STN")
+        if not isinstance(self.max_displacement, Real) or not 0 <= self.max_displacement <= 1:
+            raise ValueError(f"max_displacement must be in [0, 1] (a fraction of the image "
+                             f"size), got {self.max_displacement!r}")
+        _per_axis(self.cp_spacing, len(spatial))
+        for name in ("nf", "batch_size", "max_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "consistency_weight"):
+            value = getattr(self, name)
+            if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def _per_axis(value, spatial_dims: int) -> tuple[int, ...]:
+    """An int or a per-axis sequence of positive ints, as a tuple of ``spatial_dims`` ints."""
+    values = tuple(np.atleast_1d(value).tolist())
+    if len(values) == 1:
+        values = values * spatial_dims
+    if len(values) != spatial_dims or not all(isinstance(v, Integral) and v >= 1 for v in values):
+        raise ValueError(f"cp_spacing must be a positive integer or {spatial_dims} of them, "
+                         f"got {value!r}")
+    return values
+
+
+def _warn_if_out_of_range(X: np.ndarray) -> None:
+    low, high = float(X.min()), float(X.max())
+    if low < -1.0 - 1e-6 or high > 1.0 + 1e-6:
+        warnings.warn(
+            f"X holds values in [{low:.3g}, {high:.3g}], outside [-1, 1]; the ITN outputs "
+            "(-1, 1), so scale images first (e.g. with tanh or min-max scaling)",
+            UserWarning, stacklevel=3,
+        )

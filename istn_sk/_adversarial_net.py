@@ -1,0 +1,182 @@
+"""The skorch net that trains ISTNs adversarially: alternating ISTN and discriminator steps."""
+
+from __future__ import annotations
+
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import PassthroughScoring
+from torch import nn
+from torch.utils.data import Dataset
+
+LOSS_TERMS = ("gan_loss", "idt_loss", "cyc_loss", "dis_loss")
+
+
+class PairedDomains(Dataset):
+    """Source and target images side by side: item ``i`` is ``(source[i % ns], target[i % nt])``.
+
+    Its length is the larger domain's, so every image of both domains is seen
+    once per epoch; shuffling the indices changes which images share a batch.
+    """
+
+    def __init__(self, source: torch.Tensor, target: torch.Tensor) -> None:
+        self.source = source
+        self.target = target
+
+    def __len__(self) -> int:
+        return max(len(self.source), len(self.target))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.source[index % len(self.source)], self.target[index % len(self.target)]
+
+
+class GANLosses(nn.Module):
+    """The three loss functions of adversarial ISTN training.
+
+    Parameters
+    ----------
+    gan : callable
+        Adversarial term of the ISTN: ``gan(D(S2T), 1)``.
+    dis : callable
+        Discriminator terms: ``dis(D(S2T), 0)`` and ``dis(D(T), 1)``.
+    idt : callable
+        Identity and cycle terms on images rescaled to [0, 1].
+    """
+
+    def __init__(self, gan, dis, idt) -> None:
+        super().__init__()
+        self.gan = gan
+        self.dis = dis
+        self.idt = idt
+
+
+def soft_labels(like: torch.Tensor, value: int) -> torch.Tensor:
+    """Soft domain labels: 0 -> U[0, 0.03], 1 -> U[0.97, 1]."""
+    noise = torch.rand_like(like) * 0.03
+    return noise if value == 0 else 1.0 - noise
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """Map images from [-1, 1] to [0, 1], where every registered loss applies."""
+    return (images + 1.0) / 2.0
+
+
+class AdversarialISTNNet(NeuralNet):
+    """skorch net owning the alternating GAN step of ISTN training.
+
+    ``module`` is a ``ModuleDict`` with the ISTN ``"s2t"`` (and ``"t2s"`` in
+    cyclegan mode); ``discriminator`` a ``ModuleDict`` with ``"target"`` (and
+    ``"source"``). Following skorch's convention for extra components,
+    ``initialize_module`` creates ``discriminator_`` and
+    ``initialize_optimizer`` creates ``optimizer_discriminator_``; both
+    optimizers are Adam with ``betas``. Fit it on a :class:`PairedDomains`.
+
+    Parameters
+    ----------
+    module : nn.ModuleDict
+        The ISTN(s).
+    discriminator : nn.ModuleDict
+        The discriminator(s), returning logits.
+    criterion : GANLosses
+        The loss functions.
+    consistency_weight : float
+        λ: weight of the identity (½λ) and cycle (λ) terms.
+    betas : tuple of float
+        Adam's betas for both optimizers.
+    **kwargs
+        Passed to :class:`skorch.NeuralNet`.
+    """
+
+    def __init__(self, module, discriminator, *, criterion, consistency_weight: float,
+                 betas: tuple[float, float] = (0.5, 0.999), **kwargs) -> None:
+        self.discriminator = discriminator
+        self.consistency_weight = consistency_weight
+        self.betas = betas
+        super().__init__(module, criterion, optimizer=torch.optim.Adam, **kwargs)
+
+    @property
+    def _default_callbacks(self):
+        terms = [(name, PassthroughScoring(name=name, on_train=True)) for name in LOSS_TERMS]
+        return super()._default_callbacks[:-1] + terms + super()._default_callbacks[-1:]
+
+    def initialize_module(self):
+        """Create ``module_`` and ``discriminator_``."""
+        super().initialize_module()
+        self.discriminator_ = self.initialized_instance(self.discriminator,
+                                                        self.get_params_for("discriminator"))
+        return self
+
+    def initialize_optimizer(self, *args, **kwargs):
+        """Create ``optimizer_`` (ISTNs) and ``optimizer_discriminator_``."""
+        self.optimizer_ = self.optimizer(self.module_.parameters(), lr=self.lr, betas=self.betas)
+        self.optimizer_discriminator_ = self.optimizer(self.discriminator_.parameters(),
+                                                       lr=self.lr, betas=self.betas)
+        return self
+
+    def _adversarial(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+        probability = torch.sigmoid(discriminator(fake))
+        return self.criterion_.gan(probability, soft_labels(probability, 1))
+
+    def _image_loss(self, output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return self.criterion_.idt(to_unit(output), to_unit(reference))
+
+    def istn_losses(self, source: torch.Tensor, target: torch.Tensor):
+        """The ISTN's loss terms on one batch, and the fakes each discriminator judges.
+
+        Returns
+        -------
+        terms : dict of str to tensor
+            ``gan_loss``, ``idt_loss`` and, in cyclegan mode, ``cyc_loss``.
+        fakes : dict of str to tensor
+            ``{"target": S2T}`` and, in cyclegan mode, ``{"source": T2S}``.
+        """
+        istn, dis, weight = self.module_, self.discriminator_, self.consistency_weight
+        s2t = istn["s2t"](source)
+        terms = {
+            "gan_loss": self._adversarial(dis["target"], s2t),
+            "idt_loss": 0.5 * weight * self._image_loss(istn["s2t"](target), target),
+        }
+        fakes = {"target": s2t}
+        if "t2s" in istn:
+            t2s = istn["t2s"](target)
+            terms["gan_loss"] = terms["gan_loss"] + self._adversarial(dis["source"], t2s)
+            terms["idt_loss"] = terms["idt_loss"] + 0.5 * weight * self._image_loss(
+                istn["t2s"](source), source)
+            terms["cyc_loss"] = weight * (self._image_loss(istn["t2s"](s2t), source)
+                                          + self._image_loss(istn["s2t"](t2s), target))
+            fakes["source"] = t2s
+        return terms, fakes
+
+    def discriminator_loss(self, fakes: dict[str, torch.Tensor],
+                           reals: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``½[dis(D(fake), 0) + dis(D(real), 1)]``, summed over the discriminators."""
+        loss = 0.0
+        for name, fake in fakes.items():
+            p_fake = torch.sigmoid(self.discriminator_[name](fake.detach()))
+            p_real = torch.sigmoid(self.discriminator_[name](reals[name]))
+            loss = loss + 0.5 * (self.criterion_.dis(p_fake, soft_labels(p_fake, 0))
+                                 + self.criterion_.dis(p_real, soft_labels(p_real, 1)))
+        return loss
+
+    def train_step(self, batch, **fit_params):
+        """One ISTN update, then one discriminator update on the same batch."""
+        self._set_training(True)
+        source, target = (part.to(self.device) for part in batch)
+
+        self.discriminator_.requires_grad_(False)
+        terms, fakes = self.istn_losses(source, target)
+        istn_loss = sum(terms.values())
+        self.optimizer_.zero_grad()
+        istn_loss.backward()
+        self.optimizer_.step()
+        self.discriminator_.requires_grad_(True)
+
+        dis_loss = self.discriminator_loss(fakes, {"target": target, "source": source})
+        self.optimizer_discriminator_.zero_grad()
+        dis_loss.backward()
+        self.optimizer_discriminator_.step()
+
+        terms["dis_loss"] = dis_loss
+        for name in LOSS_TERMS:
+            if name in terms:
+                self.history.record_batch(name, terms[name].item())
+        return {"loss": istn_loss.detach(), "y_pred": fakes["target"].detach()}

@@ -1,0 +1,89 @@
+"""Hook specifications of istn-sk.
+
+Every spatial transformer, loss and dataset that istn-sk knows is contributed
+by a plugin through one of the hooks below; the built-in ones live in
+``istn_sk.plugins`` and use exactly these hooks. A third-party distribution
+becomes a plugin by declaring an entry point in the group ``istn_sk`` that
+names a module (or object) carrying ``@istn_sk.hookimpl`` functions.
+
+Each hook receives a ``register`` object whose ``add`` method records one
+named factory::
+
+    import istn_sk
+
+    @istn_sk.hookimpl
+    def istn_sk_register_spatial_transformers(register):
+        register.add("rigid", make_rigid_stn, description="rotation + translation")
+
+A name that another plugin already added is an error naming both providers.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT_NAME = "istn_sk"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def istn_sk_register_spatial_transformers(register) -> None:
+    """Add spatial transformer (STN) types.
+
+    Parameters
+    ----------
+    register : istn_sk.Register
+        Call ``register.add(name, factory, description=...)`` once per STN.
+        ``factory(context)`` receives an :class:`istn_sk.nn.STNContext`
+        (``image_shape``, ``in_channels``, ``nf``, ``cp_spacing``,
+        ``max_displacement``, ``options``) and returns either ``None`` (no
+        spatial transform) or a :class:`torch.nn.Module` whose ``forward(x)``
+        maps images ``(n, C, *spatial)`` to a dense displacement field
+        ``(n, len(spatial), *spatial)`` in voxel units, channel ``i``
+        displacing along spatial axis ``i``. The module must output a zero
+        field at initialisation so that a fresh ISTN is the identity; the
+        field is sampled by :class:`istn_sk.nn.Warp`.
+    """
+
+
+@hookspec
+def istn_sk_register_losses(register) -> None:
+    """Add loss functions usable as ``gan_loss``, ``dis_loss`` and ``idt_loss``.
+
+    Parameters
+    ----------
+    register : istn_sk.Register
+        Call ``register.add(name, factory, description=...)`` once per loss.
+        ``factory()`` returns a callable ``loss(input, target) -> tensor``
+        giving a scalar mean. Discriminator terms call it with probabilities
+        in [0, 1] and soft labels; identity and cycle terms call it with
+        images rescaled from [-1, 1] to [0, 1].
+    """
+
+
+@hookspec
+def istn_sk_register_datasets(register) -> None:
+    """Add datasets that ``istn_sk.datasets.load`` and ``istn-sk datasets`` know.
+
+    Parameters
+    ----------
+    register : istn_sk.Register
+        Call ``register.add(name, factory, description=...)`` once per
+        dataset. ``factory()`` returns an object with ``make(out_dir, **options)``
+        writing the dataset to a folder and returning the path of its
+        manifest, and ``load(**options)`` returning ``(X, y, sample_domain)``
+        arrays ready for :class:`istn_sk.ISTNAdapter`.
+    """
+
+
+@hookspec
+def istn_sk_add_cli_commands(cli) -> None:
+    """Add sub-commands to the ``istn-sk`` command line.
+
+    Parameters
+    ----------
+    cli : click.Group
+        The ``istn-sk`` group; call ``cli.add_command(command)``.
+    """

@@ -1,0 +1,88 @@
+"""The image-and-spatial transformer network: an ITN feeding an STN, trained as one unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._warp import Warp
+
+
+@dataclass(frozen=True)
+class STNContext:
+    """What an STN factory is told about the images it will transform.
+
+    Attributes
+    ----------
+    image_shape : tuple of int
+        Spatial shape; its length is the number of spatial dimensions.
+    in_channels : int
+        Image channels.
+    nf : int
+        Base number of filters chosen for the adapter's networks.
+    cp_spacing : tuple of int
+        Control-point spacing per axis (B-spline-like STNs).
+    max_displacement : float
+        Displacement cap as a fraction of the image size.
+    options : dict
+        Extra keyword options given by the user (``stn_options``), for
+        third-party STNs.
+    """
+
+    image_shape: tuple[int, ...]
+    in_channels: int
+    nf: int
+    cp_spacing: tuple[int, ...]
+    max_displacement: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spatial_dims(self) -> int:
+        """Number of spatial dimensions (2 or 3)."""
+        return len(self.image_shape)
+
+
+class ISTN(nn.Module):
+    """Appearance (ITN) then shape (STN): ``warp(itn(x), stn(itn(x)))``.
+
+    Parameters
+    ----------
+    itn : nn.Module or None
+        Image transformer; None leaves intensities alone (STN only).
+    stn : nn.Module or None
+        Displacement-field builder; None applies no spatial transform (ITN
+        only).
+    warp : Warp, optional
+        The sampler; a default :class:`Warp` when omitted.
+    """
+
+    def __init__(self, itn: nn.Module | None, stn: nn.Module | None,
+                 warp: Warp | None = None) -> None:
+        super().__init__()
+        self.itn = itn
+        self.stn = stn
+        self.warp = Warp() if warp is None else warp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Transformed images, same shape as ``x``."""
+        return self.explain(x)["output"]
+
+    def explain(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """Every stage of the transform.
+
+        Returns
+        -------
+        dict
+            ``appearance``: the ITN output (``x`` itself without an ITN);
+            ``displacement``: the field ``(n, D, *spatial)`` in voxels (None
+            without an STN); ``output``: the final image.
+        """
+        appearance = x if self.itn is None else self.itn(x)
+        if self.stn is None:
+            return {"appearance": appearance, "displacement": None, "output": appearance}
+        displacement = self.stn(appearance)
+        return {"appearance": appearance, "displacement": displacement,
+                "output": self.warp(appearance, displacement)}

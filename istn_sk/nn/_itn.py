@@ -1,0 +1,85 @@
+"""The image transformer network (ITN): appearance changes at the image level."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._layers import LINEAR_MODE, check_spatial_dims, conv, conv_block, n_halvings
+
+
+class ImageTransformerNetwork(nn.Module):
+    """A UNet with additive (residual) skips, upsample+conv decoder and tanh output.
+
+    Encoder: a stride-1 block with ``nf`` channels, then ``depth`` stride-2
+    blocks doubling the channels; bottleneck: two blocks (``2x`` then back);
+    decoder: per level, linear upsampling to the skip's exact size, a block,
+    and the skip added. Works for any input size, odd ones included.
+
+    Parameters
+    ----------
+    spatial_dims : int
+        2 or 3.
+    in_channels : int
+        Image channels (the output has the same number).
+    image_shape : tuple of int
+        Spatial shape of the input; chooses ``depth`` when it is None.
+    nf : int, default=16
+        Channels of the first block.
+    depth : int, optional
+        Number of stride-2 levels; by default halvings of the largest side
+        until it is at most 8 (28 -> 2, 64 -> 3), as in the paper.
+    p_dropout : float, optional
+        Dropout in the decoder blocks; by default 0 in 2D and 0.5 in 3D, as in
+        the paper.
+    residual : bool, default=True
+        Output ``clip(x + tanh(h), -1, 1)`` with the last convolution
+        zero-initialised, so a fresh ITN is the identity (like the STNs) and
+        training starts from "no change". ``False`` gives the paper's plain
+        ``tanh(h)``.
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, image_shape: tuple[int, ...],
+                 nf: int = 16, depth: int | None = None, p_dropout: float | None = None,
+                 residual: bool = True) -> None:
+        super().__init__()
+        self.residual = residual
+        self.spatial_dims = check_spatial_dims(spatial_dims)
+        if depth is None:
+            depth = n_halvings(tuple(image_shape), 8, highest=4)
+        if p_dropout is None:
+            p_dropout = 0.0 if spatial_dims == 2 else 0.5
+        widths = [nf * 2**level for level in range(depth + 1)]
+        self.stem = conv_block(spatial_dims, in_channels, nf)
+        self.down = nn.ModuleList(
+            conv_block(spatial_dims, widths[level], widths[level + 1], stride=2)
+            for level in range(depth)
+        )
+        self.bottleneck = nn.Sequential(
+            conv_block(spatial_dims, widths[-1], 2 * widths[-1]),
+            conv_block(spatial_dims, 2 * widths[-1], widths[-1]),
+        )
+        self.up = nn.ModuleList(
+            conv_block(spatial_dims, widths[level + 1], widths[level], p_dropout=p_dropout)
+            for level in reversed(range(depth))
+        )
+        self.out = conv(spatial_dims, nf, in_channels)
+        if residual:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Transformed images, same shape as ``x``, in [-1, 1]."""
+        skips = [self.stem(x)]
+        for block in self.down:
+            skips.append(block(skips[-1]))
+        h = self.bottleneck(skips.pop())
+        mode = LINEAR_MODE[self.spatial_dims]
+        for block in self.up:
+            skip = skips.pop()
+            h = F.interpolate(h, size=skip.shape[2:], mode=mode, align_corners=False)
+            h = block(h) + skip
+        if self.residual:
+            return (x + torch.tanh(self.out(h))).clamp(-1.0, 1.0)
+        return torch.tanh(self.out(h))
