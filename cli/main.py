@@ -1,7 +1,8 @@
 """``istn-sk``: the click group and its commands.
 
 Heavy modules (torch, the estimators) are imported inside commands, so
-``istn-sk --help`` answers fast.
+``istn-sk --help`` answers fast. Plugins add commands through the
+``istn_sk_add_cli_commands`` hook.
 """
 
 from __future__ import annotations
@@ -26,3 +27,12 @@ def plugins_command() -> None:
     for kind, name, provider, description in rows:
         cells = [kind.ljust(widths[0]), name.ljust(widths[1]), provider.ljust(widths[2])]
         click.echo("  ".join([*cells, description]))
+
+
+def _add_plugin_commands(group: click.Group) -> None:
+    from istn_sk._registry import get_registry
+
+    get_registry().plugin_manager.hook.istn_sk_add_cli_commands(cli=group)
+
+
+_add_plugin_commands(main)

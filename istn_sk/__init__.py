@@ -4,6 +4,10 @@ Public API
 ----------
 ISTNAdapter
     scikit-learn transformer mapping source-site images to the target site.
+TaskClassifier, TaskRegressor, TaskNetwork
+    skorch task estimators trained on labelled source rows (chain after the adapter).
+istn_sk.evaluate, istn_sk.model_selection, istn_sk.scoring, istn_sk.figures
+    The protocol table, cross-site splitting, label-free scorers, pictures.
 make_shifted_shapes
     A synthetic two-site image set with a known shift.
 hookimpl, get_registry, Registry, Register, Entry, PluginError
@@ -20,6 +24,9 @@ from ._version import __version__
 _PUBLIC = {
     "Entry": "._registry",
     "ISTNAdapter": "._adapter",
+    "TaskClassifier": "._task",
+    "TaskNetwork": "._task",
+    "TaskRegressor": "._task",
     "PluginError": "._registry",
     "Register": "._registry",
     "Registry": "._registry",

@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import ProgressBar
@@ -77,6 +77,12 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
     random_state : int, RandomState or None, default=None
         Seeds weights, shuffling, dropout and soft labels: a fixed value gives
         identical transforms on CPU.
+    task : TaskClassifier or TaskRegressor, optional
+        The simultaneous scheme of the reference code: a clone of this task
+        estimator is trained on each batch's evolving S2T with the source
+        labels (every source row needs a label in ``y``); the trained model
+        is ``task_``. The sequential scheme is a :class:`~sklearn.pipeline.Pipeline`
+        of the adapter and a task estimator instead.
     callbacks : list of skorch callbacks, optional
         Added to the training net (e.g. ``skorch.callbacks.Checkpoint``).
     verbose : int, default=0
@@ -95,6 +101,9 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         Spatial shape seen in ``fit``.
     n_features_in_ : int
         ``X.shape[1]`` in ``fit`` (scikit-learn's convention).
+    task_ : TaskClassifier or TaskRegressor or None
+        The task model trained simultaneously (None without ``task``); apply
+        it to unmodified target images.
 
     Examples
     --------
@@ -107,7 +116,7 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
                  max_displacement=0.2, stn_options=None, nf=16, consistency_weight=10.0,
                  mode="unidirectional", gan_loss="bce", dis_loss="bce", idt_loss="l1", lr=1e-3,
                  batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None, device="cpu",
-                 random_state=None, callbacks=None, verbose=0):
+                 random_state=None, task=None, callbacks=None, verbose=0):
         self.itn = itn
         self.itn_residual = itn_residual
         self.stn = stn
@@ -127,8 +136,12 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         self.spatial_dims = spatial_dims
         self.device = device
         self.random_state = random_state
+        self.task = task
         self.callbacks = callbacks
         self.verbose = verbose
+
+    __metadata_request__fit = {"sample_domain": True}
+    __metadata_request__transform = {"sample_domain": True}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -164,9 +177,11 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
             for name in ("gan_loss", "dis_loss", "idt_loss")
         }
         images = torch.from_numpy(np.ascontiguousarray(layout.to_images(X), dtype=np.float32))
+        source = images[torch.from_numpy(is_source)]
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            task, source_targets = self._simultaneous_task(X[is_source], y, is_source)
             directions = ["s2t", "t2s"] if self.mode == "cyclegan" else ["s2t"]
             istns = nn.ModuleDict({key: self._build_istn(layout) for key in directions})
             critics = nn.ModuleDict({
@@ -181,15 +196,19 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
                 consistency_weight=float(self.consistency_weight),
                 lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
                 train_split=None, iterator_train__shuffle=True, device=self.device,
-                callbacks=self._training_callbacks(), verbose=int(self.verbose),
+                callbacks=self._training_callbacks(), verbose=int(self.verbose), task_net=task,
             )
-            net.fit(PairedDomains(images[torch.from_numpy(is_source)],
-                                  images[torch.from_numpy(~is_source)]))
+            net.fit(PairedDomains(source, images[torch.from_numpy(~is_source)], source_targets))
         self.net_ = net
+        self.task_ = task
         self.history_ = net.history
         self.n_channels_ = layout.channels
         self.image_shape_ = layout.spatial
         return self
+
+    def fit_transform(self, X, y=None, sample_domain=None):
+        """``fit``, then ``transform`` with the same ``sample_domain`` (target rows kept)."""
+        return self.fit(X, y, sample_domain=sample_domain).transform(X, sample_domain)
 
     def transform(self, X, sample_domain=None):
         """Map images to the target domain (S -> S2T).
@@ -302,6 +321,19 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
             options=dict(self.stn_options or {}),
         )
         return ISTN(itn, entry.factory(context))
+
+    def _simultaneous_task(self, X_source, y, is_source):
+        if self.task is None:
+            return None, None
+        if y is None:
+            raise ValueError("task=... (simultaneous training) needs the source labels in y")
+        task = clone(self.task)
+        _, targets = task.training_data(X_source, np.asarray(y)[is_source])
+        if len(targets) != int(is_source.sum()):
+            raise ValueError("task=... (simultaneous training) needs a label for every source "
+                             "row; some source rows have masked labels (-1 or NaN)")
+        task.initialize()
+        return task, torch.from_numpy(targets)
 
     def _training_callbacks(self):
         callbacks = list(self.callbacks or [])

@@ -8,7 +8,7 @@ from skorch.callbacks import PassthroughScoring
 from torch import nn
 from torch.utils.data import Dataset
 
-LOSS_TERMS = ("gan_loss", "idt_loss", "cyc_loss", "dis_loss")
+LOSS_TERMS = ("gan_loss", "idt_loss", "cyc_loss", "dis_loss", "task_loss")
 
 
 class PairedDomains(Dataset):
@@ -16,17 +16,24 @@ class PairedDomains(Dataset):
 
     Its length is the larger domain's, so every image of both domains is seen
     once per epoch; shuffling the indices changes which images share a batch.
+    With ``source_targets`` (the simultaneous scheme), items are
+    ``(source, target, source_target)``.
     """
 
-    def __init__(self, source: torch.Tensor, target: torch.Tensor) -> None:
+    def __init__(self, source: torch.Tensor, target: torch.Tensor,
+                 source_targets: torch.Tensor | None = None) -> None:
         self.source = source
         self.target = target
+        self.source_targets = source_targets
 
     def __len__(self) -> int:
         return max(len(self.source), len(self.target))
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.source[index % len(self.source)], self.target[index % len(self.target)]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        i, j = index % len(self.source), index % len(self.target)
+        if self.source_targets is None:
+            return self.source[i], self.target[j]
+        return self.source[i], self.target[j], self.source_targets[i]
 
 
 class GANLosses(nn.Module):
@@ -82,15 +89,20 @@ class AdversarialISTNNet(NeuralNet):
         λ: weight of the identity (½λ) and cycle (λ) terms.
     betas : tuple of float
         Adam's betas for both optimizers.
+    task_net : TaskClassifier or TaskRegressor, optional
+        An initialised task estimator trained on each batch's S2T with the
+        source labels (the simultaneous scheme); its module is updated in
+        place by its own optimizer.
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
 
     def __init__(self, module, discriminator, *, criterion, consistency_weight: float,
-                 betas: tuple[float, float] = (0.5, 0.999), **kwargs) -> None:
+                 betas: tuple[float, float] = (0.5, 0.999), task_net=None, **kwargs) -> None:
         self.discriminator = discriminator
         self.consistency_weight = consistency_weight
         self.betas = betas
+        self.task_net = task_net
         super().__init__(module, criterion, optimizer=torch.optim.Adam, **kwargs)
 
     @property
@@ -157,10 +169,21 @@ class AdversarialISTNNet(NeuralNet):
                                  + self.criterion_.dis(p_real, soft_labels(p_real, 1)))
         return loss
 
+    def task_step(self, s2t: torch.Tensor, source_targets: torch.Tensor) -> torch.Tensor:
+        """One update of the task model on S2T (detached) with the source labels."""
+        task = self.task_net
+        task.module_.train()
+        loss = task.get_loss(task.module_(s2t.detach()), source_targets.to(task.device),
+                             training=True)
+        task.optimizer_.zero_grad()
+        loss.backward()
+        task.optimizer_.step()
+        return loss
+
     def train_step(self, batch, **fit_params):
-        """One ISTN update, then one discriminator update on the same batch."""
+        """One ISTN update, one discriminator update and, if any, one task update."""
         self._set_training(True)
-        source, target = (part.to(self.device) for part in batch)
+        source, target = (part.to(self.device) for part in batch[:2])
 
         self.discriminator_.requires_grad_(False)
         terms, fakes = self.istn_losses(source, target)
@@ -176,6 +199,8 @@ class AdversarialISTNNet(NeuralNet):
         self.optimizer_discriminator_.step()
 
         terms["dis_loss"] = dis_loss
+        if self.task_net is not None:
+            terms["task_loss"] = self.task_step(fakes["target"], batch[2])
         for name in LOSS_TERMS:
             if name in terms:
                 self.history.record_batch(name, terms[name].item())

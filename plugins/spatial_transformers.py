@@ -1,21 +1,32 @@
-"""Built-in spatial transformers: ``affine``, ``bspline`` and ``none``."""
+"""Built-in spatial transformers: ``affine``, ``bspline`` and ``none``.
+
+The networks are imported when a factory runs, so listing plugins stays fast.
+"""
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from istn_sk.hookspecs import hookimpl
-from istn_sk.nn import AffineSTN, BSplineSTN, STNContext
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from istn_sk.nn import STNContext
 
 
 def make_affine(context: STNContext) -> nn.Module:
     """Affine STN (translation, rotation, scale, shear); extra options go to :class:`AffineSTN`."""
+    from istn_sk.nn import AffineSTN
+
     return AffineSTN(context.spatial_dims, context.in_channels, context.image_shape,
                      nf=context.nf, **context.options)
 
 
 def make_bspline(context: STNContext) -> nn.Module:
     """Cubic B-spline STN on a control grid ``cp_spacing`` voxels apart."""
+    from istn_sk.nn import BSplineSTN
+
     for axis, (step, size) in enumerate(
             zip(context.cp_spacing, context.image_shape, strict=True)):
         if not 1 <= step <= size:

@@ -1,6 +1,7 @@
 """Packaging: every package folder on disk is declared in setup.cfg."""
 
 import configparser
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def test_mapped_packages_are_never_top_level_imports():
         str(path.relative_to(ROOT))
         for folder in ("istn_sk", "plugins", "cli", "tests", "examples")
         for path in (ROOT / folder).rglob("*.py")
-        if any(line.startswith(("import plugins", "from plugins", "import cli", "from cli"))
+        if any(re.match(r"(import|from) (plugins|cli)\b", line)
                for line in path.read_text().splitlines())
     ]
     assert offenders == []

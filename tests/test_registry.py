@@ -18,7 +18,7 @@ def test_builtins_are_registered_by_istn_sk():
 
 
 def test_unknown_name_lists_registered_names_and_suggests_one():
-    registry = get_registry()
+    registry = Registry(make_plugin_manager(autoload=False))
     expected = (r"unknown spatial_transformer stn='bsplin'; registered: affine, bspline, none"
                 r".*did you mean 'bspline'")
     with pytest.raises(PluginError, match=expected):
@@ -28,6 +28,13 @@ def test_unknown_name_lists_registered_names_and_suggests_one():
 def test_unknown_kind_is_an_error():
     with pytest.raises(PluginError, match="unknown plugin kind 'optimizer'"):
         get_registry().names("optimizer")
+
+
+def test_the_process_registry_is_built_once_and_refreshed_on_request():
+    first = get_registry()
+    assert get_registry() is first
+    refreshed = get_registry(refresh=True)
+    assert refreshed is not first and get_registry() is refreshed
 
 
 def test_a_duplicate_name_names_both_providers():

@@ -53,7 +53,7 @@ TINY = dict(nf=2, max_epochs=1, batch_size=8, random_state=0)
 class AlternatingDomainsAdapter(ISTNAdapter):
     """ISTNAdapter whose ``fit`` marks even rows source and odd rows target."""
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_domain=None):
         return super().fit(X, sample_domain=np.where(np.arange(_num_samples(X)) % 2, -2, 1))
 
 

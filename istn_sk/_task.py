@@ -1,0 +1,274 @@
+"""Task estimators: skorch classifiers and regressors on images, trained on labelled source rows."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNetClassifier, NeuralNetRegressor
+from torch import nn
+
+from ._validation import image_layout
+from .nn import FullyConvolutionalNet
+
+
+class TaskNetwork(FullyConvolutionalNet):
+    """The paper's fully convolutional task network: batch norm, dropout 0.5, raw scores.
+
+    Parameters are those of :class:`istn_sk.nn.FullyConvolutionalNet`, with
+    ``norm_kind="batch"`` and ``p_dropout=0.5`` as defaults.
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, image_shape: tuple[int, ...],
+                 n_outputs: int = 1, nf: int = 16, norm_kind: str | None = "batch",
+                 p_dropout: float = 0.5) -> None:
+        super().__init__(spatial_dims, in_channels, image_shape, n_outputs=n_outputs, nf=nf,
+                         norm_kind=norm_kind, p_dropout=p_dropout)
+
+
+def labelled_source_rows(y: np.ndarray, sample_domain, *, regression: bool) -> np.ndarray:
+    """Rows a task model may learn from: source rows whose label is not masked.
+
+    A row is a target row when ``sample_domain < 0``; a label is masked when
+    it is NaN (regression) or -1 (classification).
+    """
+    y = np.asarray(y)
+    if regression and not (np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.bool_)):
+        raise ValueError(f"TaskRegressor needs numeric targets, got dtype {y.dtype}")
+    if regression:
+        keep = ~np.isnan(y.astype(float)).reshape(len(y), -1).any(axis=1)
+    else:
+        keep = y != -1
+    if sample_domain is not None:
+        domains = np.asarray(sample_domain).ravel()
+        if domains.shape[0] != y.shape[0]:
+            raise ValueError(f"sample_domain has {domains.shape[0]} entries but y has "
+                             f"{y.shape[0]}")
+        keep = keep & (domains > 0)
+    if not keep.any():
+        raise ValueError("no labelled source rows to train on: every row is a target row "
+                         "(sample_domain < 0) or has a masked label (-1, or NaN for regression)")
+    return keep
+
+
+def _load_state(init_params) -> Mapping:
+    if isinstance(init_params, Mapping):
+        return init_params
+    if isinstance(init_params, (str, os.PathLike)):
+        if not os.path.exists(init_params):
+            raise FileNotFoundError(f"init_params file {os.fspath(init_params)!r} does not exist")
+        return torch.load(init_params, map_location="cpu", weights_only=True)
+    raise TypeError("init_params must be a state dict (e.g. fitted.module_.state_dict()) or "
+                    f"the path of one saved with save_params; got {type(init_params).__name__}")
+
+
+class _TaskMixin:
+    """What the classifier and the regressor share: image layout, rows, seeding, fine-tuning."""
+
+    _regression = False
+    __metadata_request__fit = {"sample_domain": True}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+
+    def initialize_module(self):
+        """Build ``module_`` for the shape and outputs seen in ``fit``; load ``init_params``."""
+        params = self.get_params_for("module")
+        params.setdefault("nf", self.nf)
+        self.module_ = self.module(spatial_dims=len(self.image_shape_),
+                                   in_channels=self.n_channels_, image_shape=self.image_shape_,
+                                   n_outputs=self.n_outputs_, **params)
+        if self.init_params is not None:
+            self.module_.load_state_dict(_load_state(self.init_params))
+        return self
+
+    def _images(self, X, *, reset: bool) -> np.ndarray:
+        X = validate_data(self, X, allow_nd=True, dtype=[np.float32, np.float64], reset=reset)
+        layout = image_layout(X, image_shape=self.image_shape, spatial_dims=self.spatial_dims)
+        if reset:
+            self.n_channels_, self.image_shape_ = layout.channels, layout.spatial
+        elif (layout.channels, layout.spatial) != (self.n_channels_, self.image_shape_):
+            raise ValueError(
+                f"X holds images with {layout.channels} channel(s) of shape {layout.spatial}, "
+                f"but {type(self).__name__} was fitted on {self.n_channels_} channel(s) of "
+                f"shape {self.image_shape_}"
+            )
+        return np.ascontiguousarray(layout.to_images(X), dtype=np.float32)
+
+    def fit(self, X, y, sample_domain=None, **fit_params):
+        """Train on the labelled source rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, C, *spatial), (n, *spatial) or (n, n_values)
+            Images in [-1, 1] (e.g. S2T from an :class:`~istn_sk.ISTNAdapter`).
+        y : array-like of shape (n,)
+            Labels; -1 (classification) or NaN (regression) masks a row.
+        sample_domain : array-like of shape (n,), optional
+            Rows with ``sample_domain < 0`` (target) are never trained on.
+        **fit_params
+            Passed to skorch's ``fit``.
+
+        Returns
+        -------
+        self
+        """
+        images, targets = self.training_data(X, y, sample_domain)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            super().fit(images, targets, **fit_params)
+        return self
+
+    def training_data(self, X, y, sample_domain=None) -> tuple[np.ndarray, np.ndarray]:
+        """Validate ``X`` and ``y`` and keep the labelled source rows.
+
+        Records the image layout and the label encoding (fitted attributes),
+        so ``initialize()`` can build the network afterwards; ``fit`` and the
+        adapter's simultaneous scheme both start here.
+
+        Returns
+        -------
+        images : ndarray of shape (m, C, *spatial), float32
+        targets : ndarray
+            Class indices (classifier) or float32 targets ``(m, n_outputs)``.
+        """
+        images = self._images(X, reset=True)
+        y = np.asarray(y)
+        if y.shape[0] != images.shape[0]:
+            raise ValueError(f"y has {y.shape[0]} entries but X has {images.shape[0]} rows")
+        rows = labelled_source_rows(y, sample_domain, regression=self._regression)
+        return images[rows], self._encode(y[rows])
+
+
+class TaskClassifier(_TaskMixin, NeuralNetClassifier):
+    """A fully convolutional image classifier (binary or multi-class) as a skorch estimator.
+
+    Trains only on labelled source rows, so it chains after an
+    :class:`~istn_sk.ISTNAdapter` in a :class:`~sklearn.pipeline.Pipeline`:
+    rows marked as target by ``sample_domain < 0`` or by a masked label -1
+    are left out. Predicts on any images; under the paper's protocol, target
+    images are given unmodified.
+
+    Parameters
+    ----------
+    module : type, default=TaskNetwork
+        Network class, called with ``spatial_dims``, ``in_channels``,
+        ``image_shape``, ``n_outputs``, ``nf`` and any ``module__*`` parameter.
+    nf : int, default=16
+        Channels of the first convolution.
+    lr : float, default=1e-3
+    max_epochs : int, default=10
+    batch_size : int, default=32
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    criterion : torch loss class, default=torch.nn.CrossEntropyLoss
+    train_split : callable or None, default=None
+        skorch's validation split; None trains on every labelled source row.
+    image_shape : tuple of int, optional
+        Spatial shape, needed for flattened rows.
+    spatial_dims : {2, 3}, optional
+        Read a 4-D ``X`` as single-channel 3D volumes when 3.
+    init_params : dict or path, optional
+        Fine-tune: start from these weights (``fitted.module_.state_dict()``
+        or a file written by ``save_params(f_params=...)``, loaded with
+        ``weights_only=True``) instead of a random initialisation.
+    random_state : int, RandomState or None, default=None
+        Seeds weights, shuffling and dropout; fixed => identical fits on CPU.
+    device : str, default="cpu"
+    verbose : int, default=0
+    **kwargs
+        Other skorch parameters (``callbacks``, ``module__*``, ``optimizer__*``, ...).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Labels seen in ``fit`` (masked rows excluded).
+    module_ : torch.nn.Module
+        The trained network.
+    history_ : skorch.History
+    """
+
+    def __init__(self, module=TaskNetwork, *, nf=16, lr=1e-3, max_epochs=10, batch_size=32,
+                 optimizer=torch.optim.Adam, criterion=nn.CrossEntropyLoss, train_split=None,
+                 image_shape=None, spatial_dims=None, init_params=None, random_state=None,
+                 device="cpu", verbose=0, **kwargs):
+        self.nf = nf
+        self.image_shape = image_shape
+        self.spatial_dims = spatial_dims
+        self.init_params = init_params
+        self.random_state = random_state
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
+                         max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
+                         device=device, verbose=verbose, **kwargs)
+
+    def _encode(self, y: np.ndarray) -> np.ndarray:
+        classes, codes = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"TaskClassifier needs at least 2 classes among the labelled "
+                             f"source rows, got {classes.tolist()}")
+        self.fitted_classes_ = classes
+        self.n_outputs_ = len(classes)
+        return codes.astype(np.int64)
+
+    @property
+    def classes_(self):
+        check_is_fitted(self, "fitted_classes_")
+        return self.fitted_classes_
+
+    def predict_proba(self, X):
+        """Class probabilities ``(n, n_classes)`` in the order of ``classes_``."""
+        check_is_fitted(self, "fitted_classes_")
+        return super().predict_proba(self._images(X, reset=False))
+
+    def predict(self, X):
+        """Predicted labels (from ``classes_``)."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class TaskRegressor(_TaskMixin, NeuralNetRegressor):
+    """A fully convolutional image regressor (MSE) as a skorch estimator.
+
+    Trains only on labelled source rows (target rows are marked by
+    ``sample_domain < 0`` or a NaN label). Parameters are those of
+    :class:`TaskClassifier`, with ``criterion=torch.nn.MSELoss``.
+
+    Attributes
+    ----------
+    n_outputs_ : int
+        Targets per row.
+    module_ : torch.nn.Module
+    history_ : skorch.History
+    """
+
+    _regression = True
+
+    def __init__(self, module=TaskNetwork, *, nf=16, lr=1e-3, max_epochs=10, batch_size=32,
+                 optimizer=torch.optim.Adam, criterion=nn.MSELoss, train_split=None,
+                 image_shape=None, spatial_dims=None, init_params=None, random_state=None,
+                 device="cpu", verbose=0, **kwargs):
+        self.nf = nf
+        self.image_shape = image_shape
+        self.spatial_dims = spatial_dims
+        self.init_params = init_params
+        self.random_state = random_state
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
+                         max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
+                         device=device, verbose=verbose, **kwargs)
+
+    def _encode(self, y: np.ndarray) -> np.ndarray:
+        self.target_ndim_ = y.ndim
+        targets = y.reshape(len(y), -1).astype(np.float32)
+        self.n_outputs_ = targets.shape[1]
+        return targets
+
+    def predict(self, X):
+        """Predicted targets, shaped like the ``y`` given to ``fit``."""
+        check_is_fitted(self, "target_ndim_")
+        out = super().predict(self._images(X, reset=False))
+        return out.ravel() if self.target_ndim_ == 1 else out
