@@ -10,6 +10,8 @@ istn_sk.evaluate, istn_sk.model_selection, istn_sk.scoring, istn_sk.figures
     The protocol table, cross-site splitting, label-free scorers, pictures.
 make_shifted_shapes
     A synthetic two-site image set with a known shift.
+save_model, load_model
+    Model files holding tensors and plain data only (loaded with weights_only=True).
 hookimpl, get_registry, Registry, Register, Entry, PluginError
     The plugin registry (STN types, losses, datasets).
 
@@ -32,6 +34,8 @@ _PUBLIC = {
     "Registry": "._registry",
     "get_registry": "._registry",
     "hookimpl": ".hookspecs",
+    "load_model": "._persistence",
+    "save_model": "._persistence",
     "make_shifted_shapes": "._synthetic",
 }
 

@@ -171,33 +171,13 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         is_source = source_mask(y, sample_domain, n_samples=X.shape[0])
         self._check_params(layout.spatial)
         _warn_if_out_of_range(X)
-        registry = get_registry()
-        losses = {
-            name: registry.get("loss", getattr(self, name), parameter=name).factory()
-            for name in ("gan_loss", "dis_loss", "idt_loss")
-        }
         images = torch.from_numpy(np.ascontiguousarray(layout.to_images(X), dtype=np.float32))
         source = images[torch.from_numpy(is_source)]
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             task, source_targets = self._simultaneous_task(X[is_source], y, is_source)
-            directions = ["s2t", "t2s"] if self.mode == "cyclegan" else ["s2t"]
-            istns = nn.ModuleDict({key: self._build_istn(layout) for key in directions})
-            critics = nn.ModuleDict({
-                domain: FullyConvolutionalNet(len(layout.spatial), layout.channels,
-                                              layout.spatial, n_outputs=1, nf=2 * self.nf,
-                                              norm_kind="instance")
-                for domain in (["target", "source"] if self.mode == "cyclegan" else ["target"])
-            })
-            net = AdversarialISTNNet(
-                istns, critics,
-                criterion=GANLosses(losses["gan_loss"], losses["dis_loss"], losses["idt_loss"]),
-                consistency_weight=float(self.consistency_weight),
-                lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
-                train_split=None, iterator_train__shuffle=True, device=self.device,
-                callbacks=self._training_callbacks(), verbose=int(self.verbose), task_net=task,
-            )
+            net = self._build_net(layout, task)
             net.fit(PairedDomains(source, images[torch.from_numpy(~is_source)], source_targets))
         self.net_ = net
         self.task_ = task
@@ -306,6 +286,29 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
             for start in range(0, images.shape[0], self.batch_size):
                 batch = torch.from_numpy(images[start:start + self.batch_size])
                 yield batch.to(self.device)
+
+    def _build_net(self, layout, task=None) -> AdversarialISTNNet:
+        """The untrained skorch net: ISTN(s), discriminator(s) and losses for ``layout``."""
+        registry = get_registry()
+        losses = {
+            name: registry.get("loss", getattr(self, name), parameter=name).factory()
+            for name in ("gan_loss", "dis_loss", "idt_loss")
+        }
+        directions = ["s2t", "t2s"] if self.mode == "cyclegan" else ["s2t"]
+        istns = nn.ModuleDict({key: self._build_istn(layout) for key in directions})
+        critics = nn.ModuleDict({
+            domain: FullyConvolutionalNet(len(layout.spatial), layout.channels, layout.spatial,
+                                          n_outputs=1, nf=2 * self.nf, norm_kind="instance")
+            for domain in (["target", "source"] if self.mode == "cyclegan" else ["target"])
+        })
+        return AdversarialISTNNet(
+            istns, critics,
+            criterion=GANLosses(losses["gan_loss"], losses["dis_loss"], losses["idt_loss"]),
+            consistency_weight=float(self.consistency_weight),
+            lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
+            train_split=None, iterator_train__shuffle=True, device=self.device,
+            callbacks=self._training_callbacks(), verbose=int(self.verbose), task_net=task,
+        )
 
     def _build_istn(self, layout) -> ISTN:
         spatial_dims = len(layout.spatial)
