@@ -83,13 +83,13 @@ def test_corrupt_truncated_and_foreign_files_are_named(data, tmp_path):
     good = save_model(ISTNAdapter(**TINY).fit(X, sample_domain=sd), tmp_path / "good.pt")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(ValueError, match="truncated.pt is not a readable istn-sk model file"):
+    with pytest.raises(ValueError, match=r"truncated\.pt is not a readable istn-sk model file"):
         load_model(truncated)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weight": torch.zeros(2)}, foreign)
     with pytest.raises(ValueError, match="is not an istn-sk model file"):
         load_model(foreign)
-    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt does not exist"):
         load_model(tmp_path / "missing.pt")
 
 
@@ -106,6 +106,6 @@ def test_a_pickle_payload_is_refused_not_executed(tmp_path):
     crafted = tmp_path / "crafted.pt"
     torch.save({"format": "istn-sk-model/1", "class": "istn_sk._adapter.ISTNAdapter",
                 "payload": _Payload(marker)}, crafted)
-    with pytest.raises(ValueError, match="refusing to load .*crafted.pt"):
+    with pytest.raises(ValueError, match=r"refusing to load .*crafted\.pt"):
         load_model(crafted)
     assert not marker.exists()
