@@ -8,8 +8,10 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch import NeuralNetClassifier, NeuralNetRegressor
+from sklearn.utils._available_if import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
 from ._validation import image_layout
@@ -38,7 +40,10 @@ def labelled_source_rows(y: np.ndarray, sample_domain, *, regression: bool) -> n
     """
     y = np.asarray(y)
     if regression and not (np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.bool_)):
-        raise ValueError(f"TaskRegressor needs numeric targets, got dtype {y.dtype}")
+        raise ValueError(f"Unknown label type: TaskRegressor needs numeric targets, got dtype "
+                         f"{y.dtype}")
+    if regression and np.isinf(y.astype(float)).any():
+        raise ValueError("Input y contains infinity; mask target rows with NaN, not inf")
     if regression:
         keep = ~np.isnan(y.astype(float)).reshape(len(y), -1).any(axis=1)
     else:
@@ -123,7 +128,23 @@ class _TaskMixin:
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            super().fit(images, targets, **fit_params)
+            if not self.warm_start or not self.initialized_:
+                self.initialize()
+            NeuralNet.partial_fit(self, images, targets, _routing_method="fit", **fit_params)
+        return self
+
+    def partial_fit(self, X, y, classes=None, sample_domain=None, **fit_params):
+        """Train ``max_epochs`` more epochs on ``X`` without re-initialising.
+
+        The first call behaves like ``fit``. Later calls need images of the
+        same shape and, for a classifier, only labels seen in the first call.
+        """
+        if not self.initialized_ or not hasattr(self, "n_outputs_"):
+            return self.fit(X, y, sample_domain=sample_domain, **fit_params)
+        images = self._images(X, reset=False)
+        y = np.asarray(y) if self._regression else column_or_1d(y)
+        rows = labelled_source_rows(y, sample_domain, regression=self._regression)
+        NeuralNet.partial_fit(self, images[rows], self._encode_more(y[rows]), **fit_params)
         return self
 
     def training_data(self, X, y, sample_domain=None) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +161,10 @@ class _TaskMixin:
             Class indices (classifier) or float32 targets ``(m, n_outputs)``.
         """
         images = self._images(X, reset=True)
-        y = np.asarray(y)
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None")
+        y = np.asarray(y) if self._regression else column_or_1d(y, warn=True)
         if y.shape[0] != images.shape[0]:
             raise ValueError(f"y has {y.shape[0]} entries but X has {images.shape[0]} rows")
         rows = labelled_source_rows(y, sample_domain, regression=self._regression)
@@ -208,13 +232,21 @@ class TaskClassifier(_TaskMixin, NeuralNetClassifier):
                          device=device, verbose=verbose, **kwargs)
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
+        check_classification_targets(y)
         classes, codes = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(f"TaskClassifier needs at least 2 classes among the labelled "
-                             f"source rows, got {classes.tolist()}")
+                             f"source rows, got one class: {classes.tolist()}")
         self.fitted_classes_ = classes
         self.n_outputs_ = len(classes)
         return codes.astype(np.int64)
+
+    def _encode_more(self, y: np.ndarray) -> np.ndarray:
+        unknown = np.setdiff1d(y, self.fitted_classes_)
+        if len(unknown):
+            raise ValueError(f"labels {unknown.tolist()} were not seen in the first fit "
+                             f"(classes {self.fitted_classes_.tolist()})")
+        return np.searchsorted(self.fitted_classes_, y).astype(np.int64)
 
     @property
     def classes_(self):
@@ -261,14 +293,30 @@ class TaskRegressor(_TaskMixin, NeuralNetRegressor):
                          max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
                          device=device, verbose=verbose, **kwargs)
 
+    def _encode_more(self, y: np.ndarray) -> np.ndarray:
+        targets = y.reshape(len(y), -1).astype(np.float32)
+        if targets.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {targets.shape[1]} targets per row, but the first fit had "
+                             f"{self.n_outputs_}")
+        return targets
+
     def _encode(self, y: np.ndarray) -> np.ndarray:
         self.target_ndim_ = y.ndim
         targets = y.reshape(len(y), -1).astype(np.float32)
         self.n_outputs_ = targets.shape[1]
         return targets
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    @available_if(lambda self: False)
+    def predict_proba(self, X):
+        """Not offered by a regressor; use ``predict``."""
+
     def predict(self, X):
         """Predicted targets, shaped like the ``y`` given to ``fit``."""
         check_is_fitted(self, "target_ndim_")
-        out = super().predict(self._images(X, reset=False))
+        out = self.forward(self._images(X, reset=False)).numpy().astype(np.float64)
         return out.ravel() if self.target_ndim_ == 1 else out
