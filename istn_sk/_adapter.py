@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from skorch.callbacks import ProgressBar
 from torch import nn
 
 from ._adversarial_net import AdversarialISTNNet, GANLosses, PairedDomains
+from ._checkpoint import EpochCheckpoint, fingerprint, read_checkpoint, restore
 from ._registry import get_registry
 from ._validation import image_layout, source_mask
 from .nn import ISTN, FullyConvolutionalNet, ImageTransformerNetwork, STNContext
@@ -83,6 +85,13 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         labels (every source row needs a label in ``y``); the trained model
         is ``task_``. The sequential scheme is a :class:`~sklearn.pipeline.Pipeline`
         of the adapter and a task estimator instead.
+    checkpoint_dir : path-like, optional
+        Write a checkpoint (weights, optimizer states, history, RNG state)
+        there after every epoch. A later ``fit`` with the same parameters
+        and data resumes from it, losing at most the epoch in progress, and
+        on CPU ends bit-identical to an uninterrupted run; a larger
+        ``max_epochs`` continues a finished run. A checkpoint of another fit
+        there is an error, never overwritten.
     callbacks : list of skorch callbacks, optional
         Added to the training net (e.g. ``skorch.callbacks.Checkpoint``).
     verbose : int, default=0
@@ -116,7 +125,8 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
                  max_displacement=0.2, stn_options=None, nf=16, consistency_weight=10.0,
                  mode="unidirectional", gan_loss="bce", dis_loss="bce", idt_loss="l1", lr=1e-3,
                  batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None, device="cpu",
-                 random_state=None, task=None, callbacks=None, verbose=0):
+                 random_state=None, task=None, checkpoint_dir=None, callbacks=None,
+                 verbose=0):
         self.itn = itn
         self.itn_residual = itn_residual
         self.stn = stn
@@ -137,6 +147,7 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.task = task
+        self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
         self.verbose = verbose
 
@@ -171,14 +182,26 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         is_source = source_mask(y, sample_domain, n_samples=X.shape[0])
         self._check_params(layout.spatial)
         _warn_if_out_of_range(X)
-        images = torch.from_numpy(np.ascontiguousarray(layout.to_images(X), dtype=np.float32))
+        array = np.ascontiguousarray(layout.to_images(X), dtype=np.float32)
+        checkpoint, extra_callbacks = self._checkpointing(array, is_source)
+        images = torch.from_numpy(array)
         source = images[torch.from_numpy(is_source)]
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             task, source_targets = self._simultaneous_task(X[is_source], y, is_source)
-            net = self._build_net(layout, task)
-            net.fit(PairedDomains(source, images[torch.from_numpy(~is_source)], source_targets))
+            net = self._build_net(layout, task, extra_callbacks)
+            data = PairedDomains(source, images[torch.from_numpy(~is_source)], source_targets)
+            if checkpoint is None:
+                net.fit(data)
+            else:
+                net.initialize()
+                restore(net, checkpoint)
+                if self.verbose:
+                    print(f"resuming from the checkpoint after epoch {checkpoint['epoch']}")
+                remaining = self.max_epochs - checkpoint["epoch"]
+                if remaining > 0:
+                    net.partial_fit(data, epochs=remaining)
         self.net_ = net
         self.task_ = task
         self.history_ = net.history
@@ -287,7 +310,18 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
                 batch = torch.from_numpy(images[start:start + self.batch_size])
                 yield batch.to(self.device)
 
-    def _build_net(self, layout, task=None) -> AdversarialISTNNet:
+    def _checkpointing(self, images: np.ndarray, is_source: np.ndarray):
+        """The checkpoint to resume from (or None) and the callback that writes new ones."""
+        if self.checkpoint_dir is None:
+            return None, []
+        directory = Path(self.checkpoint_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        ignored = {"callbacks", "verbose", "checkpoint_dir", "max_epochs", "device"}
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
+        key = fingerprint(params, images, is_source)
+        return read_checkpoint(directory, key), [EpochCheckpoint(directory, key)]
+
+    def _build_net(self, layout, task=None, extra_callbacks=()) -> AdversarialISTNNet:
         """The untrained skorch net: ISTN(s), discriminator(s) and losses for ``layout``."""
         registry = get_registry()
         losses = {
@@ -307,7 +341,8 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
             consistency_weight=float(self.consistency_weight),
             lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
             train_split=None, iterator_train__shuffle=True, device=self.device,
-            callbacks=self._training_callbacks(), verbose=int(self.verbose), task_net=task,
+            callbacks=[*self._training_callbacks(), *extra_callbacks], verbose=int(self.verbose),
+            task_net=task,
         )
 
     def _build_istn(self, layout) -> ISTN:

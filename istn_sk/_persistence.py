@@ -62,6 +62,8 @@ def _plain(value):
                 "params": _estimator_params(value)}
     if isinstance(value, np.random.RandomState):
         return None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     raise ValueError(f"cannot save the parameter value {value!r} ({type(value).__name__}) "
                      "as plain data")
 

@@ -1,0 +1,81 @@
+"""Resumable training: a run killed with SIGKILL resumes and ends as if never interrupted."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from istn_sk import ISTNAdapter, make_shifted_shapes
+from istn_sk._checkpoint import CHECKPOINT_NAME
+
+PARAMS = dict(stn="bspline", cp_spacing=4, nf=4, batch_size=16, random_state=0)
+
+KILLED_RUN = textwrap.dedent("""
+    import sys, time
+    from skorch.callbacks import Callback
+    from istn_sk import ISTNAdapter, make_shifted_shapes
+
+    class SlowEpochs(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            time.sleep(0.5)
+
+    X, _, sd = make_shifted_shapes(24, (12, 12), random_state=0)
+    ISTNAdapter(checkpoint_dir=sys.argv[1], max_epochs=8, callbacks=[SlowEpochs()],
+                **{params}).fit(X, sample_domain=sd)
+""").format(params=repr(PARAMS))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_shifted_shapes(24, (12, 12), random_state=0)
+
+
+def _epoch(path):
+    return torch.load(path, weights_only=True)["epoch"] if path.exists() else 0
+
+
+def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(data, tmp_path):
+    X, _, sd = data
+    path = tmp_path / CHECKPOINT_NAME
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)])
+    deadline = time.monotonic() + 120
+    while _epoch(path) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = _epoch(path)
+    assert 3 <= done < 8, f"the run was killed after {done} epochs"
+    resumed = ISTNAdapter(checkpoint_dir=tmp_path, max_epochs=8, **PARAMS).fit(X, sample_domain=sd)
+    uninterrupted = ISTNAdapter(max_epochs=8, **PARAMS).fit(X, sample_domain=sd)
+    assert len(resumed.history_) == 8 and _epoch(path) == 8
+    np.testing.assert_array_equal(resumed.transform(X), uninterrupted.transform(X))
+    assert resumed.history_[:, "dis_loss"] == uninterrupted.history_[:, "dis_loss"]
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]
+
+
+def test_a_larger_max_epochs_continues_a_finished_run(data, tmp_path):
+    X, _, sd = data
+    ISTNAdapter(checkpoint_dir=tmp_path, max_epochs=2, **PARAMS).fit(X, sample_domain=sd)
+    continued = ISTNAdapter(checkpoint_dir=tmp_path, max_epochs=4, **PARAMS).fit(
+        X, sample_domain=sd)
+    straight = ISTNAdapter(max_epochs=4, **PARAMS).fit(X, sample_domain=sd)
+    np.testing.assert_array_equal(continued.transform(X), straight.transform(X))
+
+
+def test_a_checkpoint_of_another_fit_is_refused_and_kept(data, tmp_path):
+    X, _, sd = data
+    ISTNAdapter(checkpoint_dir=tmp_path, max_epochs=1, **PARAMS).fit(X, sample_domain=sd)
+    before = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    with pytest.raises(ValueError, match="belongs to a fit with other parameters or data"):
+        ISTNAdapter(checkpoint_dir=tmp_path, max_epochs=1, **{**PARAMS, "nf": 8}).fit(
+            X, sample_domain=sd)
+    with pytest.raises(ValueError, match="belongs to a fit with other parameters or data"):
+        ISTNAdapter(checkpoint_dir=tmp_path, max_epochs=1, **PARAMS).fit(
+            X[::-1], sample_domain=sd[::-1])
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before
