@@ -2,18 +2,48 @@
 
 Heavy modules (torch, the estimators) are imported inside commands, so
 ``istn-sk --help`` answers fast. Plugins add commands through the
-``istn_sk_add_cli_commands`` hook.
+``istn_sk_add_cli_commands`` hook. Errors are reported as one line (a
+traceback with ``--debug``).
 """
 
 from __future__ import annotations
 
 import click
 
+from ._apply import evaluate_command, predict_command, transform_command
+from ._datasets import datasets_group
+from ._train import fit_command, report_command, train_task_command
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Group(click.Group):
+    """A group that reports any error of its commands as one line, unless ``--debug``."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            if ctx.params.get("debug"):
+                raise
+            message = " ".join(str(error).split()) or type(error).__name__
+            if not isinstance(error, (ValueError, OSError, TypeError)):
+                message = f"{type(error).__name__}: {message}"
+            raise click.ClickException(f"{message} (--debug shows the traceback)") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, envvar="ISTN_SK_DEBUG",
+              help="Show the traceback of an error.")
 @click.version_option(package_name="istn-sk")
-def main() -> None:
-    """Image-level domain adaptation with image-and-spatial transformer networks."""
+def main(debug: bool) -> None:
+    """Image-level domain adaptation with image-and-spatial transformer networks.
+
+    The reference workflow: train-task (T_S) -> evaluate -> fit (ISTN, and
+    T_S2T) -> evaluate; transform writes S2T images; report runs the whole
+    protocol. Every command reads --config (JSON/YAML, the reference code's
+    keys too); see docs/cli.md.
+    """
 
 
 @main.command("plugins")
@@ -27,6 +57,11 @@ def plugins_command() -> None:
     for kind, name, provider, description in rows:
         cells = [kind.ljust(widths[0]), name.ljust(widths[1]), provider.ljust(widths[2])]
         click.echo("  ".join([*cells, description]))
+
+
+for _command in (fit_command, transform_command, train_task_command, predict_command,
+                 evaluate_command, report_command, datasets_group):
+    main.add_command(_command)
 
 
 def _add_plugin_commands(group: click.Group) -> None:

@@ -1,0 +1,276 @@
+"""``transform``, ``predict`` and ``evaluate``: the commands that apply fitted models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._data import ImageSet, load_image_set
+from ._run import open_run
+from ._settings import (
+    KEY_VALUE,
+    config_options,
+    data_options,
+    image_options,
+    option_group,
+    resolve_settings,
+    run_options,
+)
+
+adapter_option = click.option(
+    "--adapter", type=click.Path(dir_okay=False),
+    help="A fitted adapter (.pt) from `istn-sk fit` (config: itn_path/stn_path).")
+batch_size_option = click.option("--batch-size", type=click.IntRange(min=1), default=16,
+                                 show_default=True, help="Images per batch.")
+
+
+def _load(path: str, kind: str, device: str):
+    """A saved estimator of ``kind`` (``"adapter"`` or ``"task"``), moved to ``device``."""
+    from istn_sk import ISTNAdapter, TaskClassifier, TaskRegressor, load_model
+
+    model = load_model(path)
+    expected = ISTNAdapter if kind == "adapter" else (TaskClassifier, TaskRegressor)
+    if not isinstance(model, expected):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not "
+                         f"{'an ISTNAdapter' if kind == 'adapter' else 'a task model'}")
+    getattr(model, "net_", model).module_.to(device)
+    return model.set_params(device=device)
+
+
+def _apply_adapter(adapter, images, *, itn: bool, stn: bool, direction: str):
+    """The images after the ISTN's ITN and/or STN (``--itn``/``--stn``).
+
+    ``--stn`` alone warps the unmodified images with the deformation the ISTN
+    computes (from its ITN's output).
+    """
+    if itn and stn:
+        return (adapter.transform(images) if direction == "s2t"
+                else adapter.inverse_transform(images))
+    parts = adapter.explain(images, direction=direction)
+    if itn:
+        return parts["appearance"]
+    import torch
+
+    warp = adapter.net_.module_[direction].warp
+    with torch.no_grad():
+        return warp(torch.from_numpy(parts["input"]),
+                    torch.from_numpy(parts["displacement"])).numpy()
+
+
+def _inputs(settings: Mapping[str, Any]) -> ImageSet:
+    """One manifest, folder or dataset, or several image files."""
+    from istn_sk.io import files_manifest
+    from istn_sk.io._images import IMAGE_SUFFIXES
+
+    inputs = list(settings["inputs"])
+    if not inputs:
+        raise ValueError("give the images to transform: files, a folder, a manifest or a "
+                         "registered dataset name")
+    if len(inputs) == 1 and not inputs[0].lower().endswith(IMAGE_SUFFIXES):
+        return load_image_set(inputs[0], settings["where"], settings, role="inputs")
+    if settings["where"]:
+        raise ValueError("--where filters a manifest, not a list of image files")
+    manifest = files_manifest(inputs, image_key=settings["image_key"])
+    return ImageSet(manifest.table, "the image files", manifest=manifest,
+                    normalizer=settings["normalizer"])
+
+
+@click.command("transform")
+@click.argument("inputs", nargs=-1)
+@config_options
+@adapter_option
+@click.option("--where", multiple=True, type=KEY_VALUE,
+              help="Keep the manifest's rows whose COLUMN equals VALUE (repeatable).")
+@image_options
+@click.option("--difference", is_flag=True,
+              help="Also write S2T - S (NIfTI; PNG: blue darker, red brighter).")
+@click.option("--displacement", is_flag=True,
+              help="Also write the deformation field in voxels (NIfTI vector image; for PNG "
+                   "inputs a .npy array and a warped-grid .png).")
+@click.option("--b2a", is_flag=True,
+              help="Map T -> S with the inverse ISTN (adapters fitted with mode=cyclegan).")
+@batch_size_option
+@run_options
+@click.pass_context
+def transform_command(ctx: click.Context, **_: Any) -> None:
+    """Apply a fitted adapter to images (S -> S2T) and write them in their input format.
+
+    INPUTS are image files (NIfTI/PNG), or one folder, manifest or registered
+    dataset. Outputs mirror the inputs' relative paths under --out/images;
+    NIfTI outputs keep the input's affine and header. --out/manifest.tsv
+    lists them (with the input's other columns), ready for `istn-sk
+    train-task`.
+    """
+    from istn_sk.figures import deformation_grid, signed, write_png
+    from istn_sk.io import Normalizer, write_displacement, write_image
+
+    settings = resolve_settings(ctx)
+    if not settings.get("adapter"):
+        raise ValueError("--adapter is required (the adapter.pt written by `istn-sk fit`)")
+    run = open_run(ctx, settings)
+    adapter = _load(settings["adapter"], "adapter", settings["device"])
+    images = _inputs(settings)
+    direction = "t2s" if settings["b2a"] else "s2t"
+    names, suffixes, files = images.output_names(), images.output_suffixes(), images.files()
+    normalizer = Normalizer(settings["normalizer"])
+    written: dict[str, list[str]] = {"image": [], "difference": [], "displacement": []}
+    for batch, rows in images.batches(batch_size=settings["batch_size"],
+                                      num_workers=settings["num_workers"]):
+        parts = adapter.explain(batch, direction=direction)
+        if not written["image"]:
+            run.write_explanation({key: value[:8] for key, value in parts.items()})
+        for j, i in enumerate(rows):
+            png = suffixes[i] == ".png"
+            like = None if png or files is None else files[i]
+            output = normalizer.inverse(parts["output"][j])
+            path = f"{names[i]}{suffixes[i]}"
+            write_image(run.file("images", path), output, like=like)
+            written["image"].append(f"images/{path}")
+            if settings["difference"]:
+                if png:
+                    picture = signed(parts["difference"][j][None])[0]
+                    write_png(run.file("difference", path), picture)
+                else:
+                    write_image(run.file("difference", path),
+                                output - normalizer.inverse(parts["input"][j]), like=like)
+                written["difference"].append(f"difference/{path}")
+            if settings["displacement"]:
+                field = parts["displacement"][j]
+                if png:
+                    write_png(run.file("displacement", path), deformation_grid(field[None])[0])
+                    path = f"{names[i]}.npy"
+                write_displacement(run.file("displacement", path), field, like=like)
+                written["displacement"].append(f"displacement/{path}")
+    table = images.table.copy()
+    table[settings["image_key"]] = written["image"]
+    for key in ("difference", "displacement"):
+        if written[key]:
+            table[key] = written[key]
+    if images.manifest is not None and settings.get("mask_key"):
+        table[settings["mask_key"]] = [Path(path).resolve().as_posix()
+                                       for path in images.manifest.mask_paths]
+    table.to_csv(run.file("manifest.tsv"), sep="\t", index=False)
+    click.echo(f"wrote {len(table)} images to {run.path / 'images'} "
+               f"({'T2S' if settings['b2a'] else 'S2T'}); manifest {run.path / 'manifest.tsv'}")
+
+
+inference_options = option_group(
+    config_options,
+    click.option("--task-model", multiple=True, type=click.Path(dir_okay=False),
+                 help="Saved task model(s) (.pt), e.g. T_S and T_S2T (repeatable)."),
+    adapter_option,
+    click.option("--itn", "apply_itn", is_flag=True,
+                 help="Apply the adapter's image transformer (ITN) before the task model."),
+    click.option("--stn", "apply_stn", is_flag=True,
+                 help="Apply the adapter's spatial transformer (STN) before the task model."),
+    click.option("--b2a", is_flag=True, help="Apply the inverse (T -> S) ISTN instead."),
+    data_options("test"),
+    batch_size_option,
+    run_options,
+    click.pass_context,
+)
+
+
+def _scores(y, prediction, *, regression: bool, thresholds) -> dict[str, float]:
+    """Accuracy, or MAE and threshold accuracies (as :func:`istn_sk.evaluate.task_scores`)."""
+    import numpy as np
+
+    from istn_sk.evaluate import threshold_accuracies
+
+    if not regression:
+        return {"accuracy": float(np.mean(np.asarray(prediction) == np.asarray(y)))}
+    error = np.abs(np.asarray(prediction, dtype=float) - np.asarray(y, dtype=float))
+    return {"mae": float(error.mean()), **threshold_accuracies(y, prediction, thresholds)}
+
+
+def _infer(ctx: click.Context, *, evaluate: bool) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from istn_sk import TaskRegressor
+    from istn_sk.evaluate import DEFAULT_THRESHOLDS, to_markdown, write_report
+
+    settings = resolve_settings(ctx, extra={"thresholds": list(DEFAULT_THRESHOLDS)})
+    paths = list(settings["task_model"])
+    if not paths:
+        raise ValueError("--task-model is required (a .pt written by `istn-sk train-task` or "
+                         "`istn-sk fit`)")
+    itn, stn = settings["apply_itn"], settings["apply_stn"]
+    if settings.get("adapter") and not (itn or stn):
+        raise ValueError("the adapter is applied with --itn and/or --stn; pass either or both")
+    if (itn or stn) and not settings.get("adapter"):
+        raise ValueError("--itn/--stn apply an adapter: give --adapter (itn_path/stn_path)")
+    run = open_run(ctx, settings)
+    names = [f"{Path(path).parent.name}/{Path(path).stem}" for path in paths]
+    models = {name: _load(path, "task", settings["device"]) for name, path in
+              zip(names if len(set(names)) == len(names) else paths, paths, strict=True)}
+    adapter = (_load(settings["adapter"], "adapter", settings["device"])
+               if settings.get("adapter") else None)
+    test = load_image_set(settings["test_set"], settings["test_where"], settings,
+                          role="test_set")
+    outputs: dict[str, list] = {name: [] for name in models}
+    for batch, _ in test.batches(batch_size=settings["batch_size"],
+                                 num_workers=settings["num_workers"]):
+        if adapter is not None:
+            batch = _apply_adapter(adapter, batch, itn=itn, stn=stn,
+                                   direction="t2s" if settings["b2a"] else "s2t")
+        for name, model in models.items():
+            outputs[name].append(model.predict(batch) if isinstance(model, TaskRegressor)
+                                 else model.predict_proba(batch))
+    applied = "+".join(part for part, on in (("itn", itn), ("stn", stn)) if on) or "none"
+    frames, scores = [], []
+    for name, model in models.items():
+        regression = isinstance(model, TaskRegressor)
+        result = np.concatenate(outputs[name])
+        frame = test.table.copy()
+        frame.insert(0, "model", name)
+        if regression:
+            frame["prediction"] = result
+        else:
+            frame["prediction"] = model.classes_[result.argmax(axis=1)]
+            for k, label in enumerate(model.classes_):
+                frame[f"probability_{label}"] = result[:, k]
+        frames.append(frame)
+        if evaluate:
+            labels = test.labels(settings.get("label_key"), regression=regression)
+            has_sites = settings["site_key"] in test.table.columns
+            sites = test.column(settings["site_key"]).astype(str) if has_sites else None
+            for site in ["all"] if sites is None else sorted(set(sites)):
+                rows = np.ones(len(test), bool) if sites is None else sites == site
+                scores.append({"model": name, "evaluated_on": site, "transform": applied,
+                               "n": int(rows.sum()),
+                               **_scores(labels[rows], frame["prediction"].to_numpy()[rows],
+                                         regression=regression,
+                                         thresholds=settings["thresholds"])})
+    pd.concat(frames).to_csv(run.file("predictions.csv"), index=False)
+    if evaluate:
+        table = pd.DataFrame(scores)
+        write_report(table, run.file("evaluation"))
+        click.echo(to_markdown(table))
+    click.echo(f"wrote {run.path}")
+
+
+@click.command("predict")
+@inference_options
+def predict_command(ctx: click.Context, **_: Any) -> None:
+    """Predict with saved task models (the reference's inference.py).
+
+    --itn/--stn first apply the adapter's ITN/STN to the images. Writes
+    predictions.csv (class probabilities for classifiers) to --out.
+    """
+    _infer(ctx, evaluate=False)
+
+
+@click.command("evaluate")
+@inference_options
+def evaluate_command(ctx: click.Context, **_: Any) -> None:
+    """Score saved task models on labelled images, per site: the protocol table.
+
+    Accuracy for classifiers; MAE and threshold accuracies (thresholds) for
+    regressors. Prints the table and writes evaluation.csv/.md and
+    predictions.csv to --out.
+    """
+    _infer(ctx, evaluate=True)

@@ -1,0 +1,361 @@
+"""``fit``, ``train-task`` and ``report``: the commands that train estimators."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from ._data import ImageSet, chosen_sites, load_image_set, site_mask
+from ._run import open_run
+from ._settings import (
+    ROUTED_PREFIXES,
+    config_options,
+    data_options,
+    estimator_options,
+    option_group,
+    plain_params,
+    resolve_settings,
+    run_options,
+)
+
+#: Run settings the task model shares with the adapter (and a fresh task model also ``nf``,
+#: as in the reference, where one ``nf`` sizes every network).
+SHARED_WITH_TASK = ("device", "random_state")
+TASK_PREFIX = "task__"
+
+
+def _extra_settings() -> dict[str, Any]:
+    from istn_sk.evaluate import DEFAULT_THRESHOLDS
+
+    return {"files": [], "thresholds": list(DEFAULT_THRESHOLDS)}
+
+
+task_options = option_group(
+    click.option("--model-type", type=click.Choice(["classifier", "regressor"]),
+                 help="Task model to train (the reference's --model_type)."),
+    click.option("--task-model", type=click.Path(dir_okay=False),
+                 help="A saved task model (.pt) whose settings the new one starts from."),
+    click.option("--finetune", is_flag=True,
+                 help="Start from the --task-model's weights instead of a fresh network."),
+)
+validation_options = option_group(
+    click.option("--val-interval", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Epochs between validation steps (scores on the test set, samples)."),
+    click.option("--early-stopping-epochs", type=click.IntRange(min=1),
+                 help="Stop when the task model's training loss has not improved for this "
+                      "many epochs."),
+)
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No per-epoch progress lines.")
+sites_options = option_group(
+    click.option("--source-site", help="Site of the source images S."),
+    click.option("--target-site", help="Site of the target images T."),
+    click.option("--b2a", is_flag=True, help="Swap the source and target sites."),
+)
+
+
+def _task_keys() -> set[str]:
+    from istn_sk import TaskClassifier
+
+    return plain_params(TaskClassifier())
+
+
+def _task_params(settings: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    keys = _task_keys()
+    params = {}
+    for key, value in settings.items():
+        if key.startswith(prefix):
+            name = key[len(prefix):]
+            if name in keys or name.startswith(ROUTED_PREFIXES):
+                params[name] = value
+    return params
+
+
+def build_task(model_type: str | None, task_model: str | None, params: Mapping[str, Any], *,
+               finetune: bool = False):
+    """An unfitted task estimator of ``model_type``, or a copy of the saved ``task_model``.
+
+    ``params`` set its parameters; with ``finetune``, its ``init_params``
+    are the saved model's weights.
+    """
+    from sklearn.base import clone
+
+    from istn_sk import TaskClassifier, TaskRegressor, load_model
+
+    classes = {"classifier": TaskClassifier, "regressor": TaskRegressor}
+    if finetune and not task_model:
+        raise ValueError("--finetune needs --task-model (the model to start from)")
+    if not task_model:
+        if model_type is None:
+            raise ValueError("choose --model-type (classifier or regressor) or --task-model")
+        return classes[model_type](**params)
+    saved = load_model(task_model)
+    if not isinstance(saved, (TaskClassifier, TaskRegressor)):
+        raise ValueError(f"{task_model} holds a {type(saved).__name__}, not a task model")
+    if model_type is not None and not isinstance(saved, classes[model_type]):
+        raise ValueError(f"{task_model} holds a {type(saved).__name__}, but --model-type is "
+                         f"{model_type}")
+    task = clone(saved).set_params(**params)
+    if finetune:
+        task.set_params(init_params={key: value.detach().clone()
+                                     for key, value in saved.module_.state_dict().items()})
+    return task
+
+
+def _is_regressor(task) -> bool:
+    from istn_sk import TaskRegressor
+
+    return isinstance(task, TaskRegressor)
+
+
+def _validation_set(settings: Mapping[str, Any], site: str | None) -> ImageSet | None:
+    """The test set's rows used for validation: those of ``site`` when it has a site column."""
+    if not settings.get("test_set"):
+        return None
+    test = load_image_set(settings["test_set"], settings["test_where"], settings,
+                          role="test_set")
+    if site is not None and settings["site_key"] in test.table.columns:
+        test = test.rows(site_mask(test, settings, site))
+        if not len(test):
+            raise ValueError(f"{settings['test_set']}: no rows of site {site!r} to validate on")
+    return test
+
+
+def _labelled(images: ImageSet, settings: Mapping[str, Any], *,
+              regression: bool) -> tuple[ImageSet, Any]:
+    """The rows with a label, and their labels."""
+    import pandas as pd
+
+    labels = images.labels(settings.get("label_key"), regression=regression)
+    keep = ~pd.isna(labels)
+    if not keep.all():
+        click.echo(f"note: {images.name}: {int((~keep).sum())} rows without a label are "
+                   "left out", err=True)
+    return images.rows(keep), labels[keep]
+
+
+def _callbacks(settings: Mapping[str, Any], validation: ImageSet | None, task, *,
+               monitor: str | None) -> list:
+    """Validation scores every ``val_interval`` epochs, and early stopping on ``monitor``."""
+    from skorch.callbacks import EarlyStopping
+
+    from istn_sk.io import EpochScores
+
+    callbacks = []
+    if validation is not None and task is not None:
+        images, labels = _labelled(validation, settings, regression=_is_regressor(task))
+        callbacks.append(EpochScores(images.images(num_workers=settings["num_workers"]), labels,
+                                     every=settings["val_interval"],
+                                     thresholds=settings["thresholds"]))
+    if settings.get("early_stopping_epochs"):
+        if monitor is None:
+            click.echo("note: early_stopping_epochs watches the task model's loss; without a "
+                       "task model it has no effect", err=True)
+        else:
+            callbacks.append(EarlyStopping(monitor=monitor, lower_is_better=True,
+                                           patience=settings["early_stopping_epochs"]))
+    return callbacks
+
+
+def _verbose(settings: Mapping[str, Any]) -> int:
+    return 0 if settings["quiet"] else int(settings.get("verbose", 1))
+
+
+def _two_sites(settings: Mapping[str, Any]) -> tuple[ImageSet, Any, list[str]]:
+    """The training rows of the source and target sites, which rows are source, the sites."""
+    train = load_image_set(settings["train_set"], settings["train_where"], settings,
+                           role="train_set")
+    sites = chosen_sites(train, settings, ("source_site", "target_site"), swap=settings["b2a"])
+    if sites[0] == sites[1]:
+        raise ValueError(f"source and target site are both {sites[0]!r}")
+    is_source, is_target = (site_mask(train, settings, site) for site in sites)
+    train = train.rows(is_source | is_target)
+    return train, site_mask(train, settings, sites[0]), sites
+
+
+def _adapter_keys() -> set[str]:
+    from istn_sk import ISTNAdapter
+
+    return plain_params(ISTNAdapter())
+
+
+@click.command("fit")
+@config_options
+@data_options("train", "test")
+@sites_options
+@task_options
+@estimator_options("stn", "nf", "max_epochs", "batch_size", "lr", "mode", "random_state")
+@validation_options
+@click.option("--nii", is_flag=True,
+              help="Save sample S2T images as .nii.gz each validation step.")
+@click.option("--png", is_flag=True,
+              help="Save sample S2T images as .png each validation step (3D: central slice).")
+@click.option("--n-samples", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Source images sampled by --nii/--png.")
+@quiet_option
+@run_options
+@click.pass_context
+def fit_command(ctx: click.Context, **_: Any) -> None:
+    """Fit an ISTN that maps source-site images to the target site.
+
+    With --model-type or --task-model, a task model is trained at the same
+    time on each batch's S2T images with the source labels (the reference's
+    da_*_training.py; --finetune starts it from --task-model's weights).
+    Writes adapter.pt (and task.pt), history.csv/json, config.json and
+    report/*.png to --out.
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    from istn_sk import ISTNAdapter
+    from istn_sk.io import SampleWriter
+
+    adapter_keys = _adapter_keys()
+    settings = resolve_settings(ctx, estimator_keys=adapter_keys, prefixes=(TASK_PREFIX,),
+                                extra=_extra_settings())
+    run = open_run(ctx, settings)
+    train, is_source, sites = _two_sites(settings)
+    X = train.images(num_workers=settings["num_workers"])
+    task, y = None, None
+    if settings.get("model_type") or settings.get("task_model"):
+        shared = [*SHARED_WITH_TASK, *([] if settings.get("task_model") else ["nf"])]
+        params = {name: settings[name] for name in shared if name in settings}
+        task = build_task(settings.get("model_type"), settings.get("task_model"),
+                          {**params, **_task_params(settings, TASK_PREFIX)},
+                          finetune=settings["finetune"])
+        labels = train.labels(settings.get("label_key"), regression=_is_regressor(task))
+        y = np.where(is_source, labels, np.nan if _is_regressor(task) else -1)
+    callbacks = _callbacks(settings, _validation_set(settings, sites[1]), task,
+                           monitor=None if task is None else "task_loss")
+    if settings["nii"] or settings["png"]:
+        rows = np.flatnonzero(is_source)[: settings["n_samples"]]
+        files = train.files()
+        nifti = files is not None and train.output_suffixes()[0] != ".png"
+        callbacks.append(SampleWriter(
+            X[rows], run.file("samples"),
+            names=[Path(train.output_names()[i]).name for i in rows],
+            formats=[kind for kind in ("nii", "png") if settings[kind]],
+            every=settings["val_interval"], like=[files[i] for i in rows] if nifti else None,
+            normalizer=settings["normalizer"]))
+    params = {key: settings[key] for key in adapter_keys if key in settings}
+    params["verbose"] = _verbose(settings)
+    adapter = ISTNAdapter(**params, task=task, callbacks=callbacks or None)
+    adapter.fit(X, y, sample_domain=np.where(is_source, 1, -2))
+    run.save_model(adapter, "adapter.pt")
+    if task is not None:
+        run.save_model(adapter.task_, "task.pt")
+    run.write_history(adapter.history_)
+    run.write_explanation(adapter.explain(X[is_source][:8]), X[~is_source][:8])
+    click.echo(f"wrote {run.path}")
+
+
+@click.command("train-task")
+@config_options
+@data_options("train", "test")
+@click.option("--source-site", help="Train on the rows of this site (default: every row; "
+                                    "for a registered dataset, its source rows).")
+@task_options
+@click.option("--adapter", type=click.Path(dir_okay=False),
+              help="A fitted adapter (.pt): train on its S2T images (the sequential scheme).")
+@estimator_options("nf", "max_epochs", "batch_size", "lr", "random_state")
+@validation_options
+@quiet_option
+@run_options
+@click.pass_context
+def train_task_command(ctx: click.Context, **_: Any) -> None:
+    """Train a task model (classifier or regressor) on labelled images.
+
+    The reference's train_task_model.py: T_S on the source site, or, with
+    --adapter or on images written by `istn-sk transform`, T_S2T. Writes
+    model.pt, history.csv/json, config.json and report/*.png to --out.
+    """
+    from istn_sk import ISTNAdapter, load_model
+
+    settings = resolve_settings(ctx, estimator_keys=_task_keys(), prefixes=ROUTED_PREFIXES,
+                                extra=_extra_settings())
+    run = open_run(ctx, settings)
+    train = load_image_set(settings["train_set"], settings["train_where"], settings,
+                           role="train_set")
+    site = None
+    if settings.get("source_site") is not None or train.manifest is None:
+        (site,) = chosen_sites(train, settings, ("source_site",))
+        train = train.rows(site_mask(train, settings, site))
+    task = build_task(settings.get("model_type"), settings.get("task_model"),
+                      {**_task_params(settings, ""), "verbose": _verbose(settings)},
+                      finetune=settings["finetune"])
+    train, y = _labelled(train, settings, regression=_is_regressor(task))
+    X = train.images(num_workers=settings["num_workers"])
+    if settings.get("adapter"):
+        adapter = load_model(settings["adapter"])
+        if not isinstance(adapter, ISTNAdapter):
+            raise ValueError(f"{settings['adapter']} holds a {type(adapter).__name__}, "
+                             "not an ISTNAdapter")
+        X = adapter.transform(X)
+    task.set_params(callbacks=_callbacks(settings, _validation_set(settings, site), task,
+                                         monitor="train_loss"))
+    task.fit(X, y)
+    run.save_model(task, "model.pt")
+    run.write_history(task.history_)
+    click.echo(f"wrote {run.path}")
+
+
+@click.command("report")
+@config_options
+@data_options("train", "test")
+@sites_options
+@click.option("--model-type", type=click.Choice(["classifier", "regressor"]),
+              help="Task model of the protocol.")
+@click.option("--finetune", is_flag=True, help="Fine-tune T_S2T from T_S instead of training "
+                                               "it from scratch.")
+@estimator_options("stn", "nf", "max_epochs", "batch_size", "lr", "mode", "random_state")
+@quiet_option
+@run_options
+@click.pass_context
+def report_command(ctx: click.Context, **_: Any) -> None:
+    """Run the paper's whole protocol and write its table.
+
+    Trains T_S on the source site, fits the ISTN, trains T_S2T on S2T, and
+    the oracle T_T on the labelled target site; scores each on the
+    unmodified target test images (istn_sk.evaluate.domain_shift_report).
+    Target labels are read only to score and to train the oracle. Task
+    parameters are task__<name> settings. Writes report.csv/.md.
+    """
+    from istn_sk import ISTNAdapter
+    from istn_sk.evaluate import domain_shift_report, to_markdown, write_report
+
+    adapter_keys = _adapter_keys()
+    settings = resolve_settings(ctx, estimator_keys=adapter_keys, prefixes=(TASK_PREFIX,),
+                                extra=_extra_settings())
+    run = open_run(ctx, settings)
+    train, _, sites = _two_sites(settings)
+    verbose = _verbose(settings)
+    shared = {name: settings[name] for name in (*SHARED_WITH_TASK, "nf") if name in settings}
+    task = build_task(settings.get("model_type"), None,
+                      {**shared, **_task_params(settings, TASK_PREFIX), "verbose": verbose})
+    regression = _is_regressor(task)
+
+    def per_site(images: ImageSet) -> list[tuple[Any, Any]]:
+        parts = []
+        for site in sites:
+            rows, labels = _labelled(images.rows(site_mask(images, settings, site)), settings,
+                                     regression=regression)
+            parts.append((rows.images(num_workers=settings["num_workers"]), labels))
+        return parts
+
+    source, target = per_site(train)
+    source_test = target_test = None
+    if settings.get("test_set"):
+        test = load_image_set(settings["test_set"], settings["test_where"], settings,
+                              role="test_set")
+        source_test, target_test = per_site(test)
+    params = {key: settings[key] for key in adapter_keys if key in settings}
+    params["verbose"] = verbose
+    table = domain_shift_report(task, ISTNAdapter(**params), source, target,
+                                source_test=source_test, target_test=target_test,
+                                fine_tune=settings["finetune"],
+                                thresholds=settings["thresholds"])
+    write_report(table, run.file("report"))
+    click.echo(to_markdown(table))
+    click.echo(f"wrote {run.path}")

@@ -1,0 +1,176 @@
+"""Throughput of one ISTN training step (ITN + affine STN + D + task), ours against a plain one.
+
+For each configuration the script times, in the same process and on the same
+random batch:
+
+* ``reference``: the seed code's step written plainly: a discriminator
+  update with separate D passes over S2T and T, then an ISTN update that
+  recomputes S2T, then a task-model update;
+* ``istn-sk``: :meth:`istn_sk._adversarial_net.AdversarialISTNNet.train_step`
+  with a simultaneous task model.
+
+It reports images/s (source images per second), the step's FLOPs counted by
+``torch.utils.flop_counter``, the achieved GFLOP/s against a measured SGEMM
+peak on the same machine, and each configuration's peak RSS (measured in a
+child process per configuration).
+
+Run: ``python examples/perf_training_step.py [--out DIR] [--steps N] [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from istn_sk import ISTNAdapter, TaskClassifier
+from istn_sk._validation import ImageLayout
+from istn_sk.evaluate import to_markdown
+
+CONFIGS = {
+    "2d-28-b64": dict(shape=(28, 28), batch=64, nf=16),
+    "3d-32-b8": dict(shape=(32, 32, 32), batch=8, nf=8),
+    "3d-64-b8": dict(shape=(64, 64, 64), batch=8, nf=8),
+}
+
+
+def build(shape, nf, task=True):
+    """An initialised adversarial net (and its task model) for single-channel images."""
+    adapter = ISTNAdapter(stn="affine", nf=nf, task=TaskClassifier(nf=nf) if task else None)
+    layout = ImageLayout((1, *shape), 1, tuple(shape))
+    task_net = None
+    if task:
+        task_net = TaskClassifier(nf=nf)
+        task_net.n_channels_, task_net.image_shape_, task_net.n_outputs_ = 1, tuple(shape), 3
+        task_net.initialize()
+    net = adapter._build_net(layout, task_net)
+    net.initialize()
+    net.history.new_epoch()
+    return net
+
+
+def reference_step(net, source, target, labels, weight=10.0):
+    """The seed's step: D update (separate passes), ISTN update (S2T recomputed), task update."""
+    istn, dis = net.module_["s2t"], net.discriminator_["target"]
+    task = net.task_net
+    for module in (istn, dis, task.module_):
+        module.train()
+    s2t = istn(source)
+    p_fake, p_real = torch.sigmoid(dis(s2t.detach())), torch.sigmoid(dis(target))
+    loss_d = 0.5 * (F.binary_cross_entropy(p_fake, torch.rand_like(p_fake) * 0.03)
+                    + F.binary_cross_entropy(p_real, 1 - torch.rand_like(p_real) * 0.03))
+    net.optimizer_discriminator_.zero_grad()
+    loss_d.backward()
+    net.optimizer_discriminator_.step()
+    s2t = istn(source)
+    p_fake = torch.sigmoid(dis(s2t))
+    loss_g = (F.binary_cross_entropy(p_fake, 1 - torch.rand_like(p_fake) * 0.03)
+              + 0.5 * weight * F.l1_loss((istn(target) + 1) / 2, (target + 1) / 2))
+    net.optimizer_.zero_grad()
+    loss_g.backward()
+    net.optimizer_.step()
+    loss_t = F.cross_entropy(task.module_(s2t.detach()), labels)
+    task.optimizer_.zero_grad()
+    loss_t.backward()
+    task.optimizer_.step()
+
+
+def ours_step(net, source, target, labels):
+    """istn-sk's own training step (with the history entry skorch's loop would open)."""
+    net.history.new_batch()
+    net.train_step((source, target, labels))
+
+
+def time_steps(step, net, batch, steps: int) -> float:
+    """Median seconds per step after one warm-up step."""
+    step(net, *batch)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step(net, *batch)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def count_flops(step, net, batch) -> int:
+    """FLOPs of one step (forward and backward), as torch's flop counter sees them."""
+    with FlopCounterMode(display=False) as counter:
+        step(net, *batch)
+    return counter.get_total_flops()
+
+
+def sgemm_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of an n x n float32 matrix product on this machine."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def measure(name: str, steps: int) -> dict:
+    """All figures of one configuration (run in a child process for a clean peak RSS)."""
+    config = CONFIGS[name]
+    torch.manual_seed(0)
+    shape, batch_size = config["shape"], config["batch"]
+    batch = (torch.rand(batch_size, 1, *shape) * 2 - 1, torch.rand(batch_size, 1, *shape) * 2 - 1,
+             torch.randint(0, 3, (batch_size,)))
+    row = {"config": name, "threads": torch.get_num_threads()}
+    for label, step in (("reference", reference_step), ("istn-sk", ours_step)):
+        net = build(shape, config["nf"])
+        seconds = time_steps(step, net, batch, steps)
+        flops = count_flops(step, net, batch)
+        row[f"{label} img/s"] = batch_size / seconds
+        row[f"{label} GFLOP/step"] = flops / 1e9
+        row[f"{label} GFLOP/s"] = flops / seconds / 1e9
+    row["speed-up"] = row["istn-sk img/s"] / row["reference img/s"]
+    row["peak RSS (GB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("perf-output"))
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.steps)))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    peak = sgemm_peak()
+    rows = []
+    for name in args.configs:
+        print(f"measuring {name} ...", flush=True)
+        result = subprocess.run([sys.executable, __file__, "--child", name, "--steps",
+                                 str(args.steps)], capture_output=True, text=True, check=True)
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    table = pd.DataFrame(rows)
+    table["SGEMM peak GFLOP/s"] = peak
+    table["istn-sk % of peak"] = 100 * table["istn-sk GFLOP/s"] / peak
+    print(table.to_string(index=False, float_format="%.2f"))
+    table.to_csv(args.out / "perf.csv", index=False)
+    (args.out / "perf.md").write_text(to_markdown(table, "{:.2f}"))
+    print(f"wrote {args.out / 'perf.csv'} and {args.out / 'perf.md'}; torch {torch.__version__}, "
+          f"{np.__name__} {np.__version__}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Files in and out: manifests, NIfTI/PNG images, a lazy Dataset, config files, pictures.
+
+What the ``istn-sk`` command line reads and writes, usable from Python too.
+
+Public API
+----------
+read_manifest, files_manifest, Manifest
+    TSV/CSV manifests (image paths relative to the manifest, labels, sites,
+    masks), folders of images and lists of files as one table.
+read_image, write_image, write_displacement, image_shape, Normalizer
+    NIfTI and PNG images as ``(C, *spatial)`` float arrays; NIfTI output
+    keeps the input's affine and header.
+ImageDataset, iter_batches, load_images
+    A torch Dataset that reads images on demand, and batch reading.
+read_config, canonical_config, parse_value, REFERENCE_KEYS, REFERENCE_ALIASES
+    JSON/YAML config files with the reference code's keys.
+line_plot
+    Learning curves as an RGB array (no plotting package).
+SampleWriter, EpochScores
+    skorch callbacks: sample S2T images and task scores every few epochs.
+
+Names are imported on first use, so importing this package does not
+import torch.
+"""
+
+from importlib import import_module
+
+_PUBLIC = {
+    "EpochScores": "._callbacks",
+    "ImageDataset": "._dataset",
+    "Manifest": "._manifest",
+    "Normalizer": "._images",
+    "REFERENCE_ALIASES": "._config",
+    "REFERENCE_KEYS": "._config",
+    "SampleWriter": "._callbacks",
+    "canonical_config": "._config",
+    "files_manifest": "._manifest",
+    "image_shape": "._images",
+    "iter_batches": "._dataset",
+    "line_plot": "._plot",
+    "load_images": "._dataset",
+    "parse_value": "._config",
+    "read_config": "._config",
+    "read_image": "._images",
+    "read_manifest": "._manifest",
+    "write_displacement": "._images",
+    "write_image": "._images",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,143 @@
+"""Config files (JSON or YAML) and the reference code's config keys."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Collection, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+#: Reference config keys whose istn-sk name differs.
+REFERENCE_ALIASES = {
+    "cyc_weight": "consistency_weight",
+    "learning_rate": "lr",
+    "epochs": "max_epochs",
+    "input_shape": "image_shape",
+    "itn_path": "adapter",
+    "stn_path": "adapter",
+}
+
+#: Every key of the reference code's config files (``config_*.json``).
+REFERENCE_KEYS = frozenset({
+    "augmentation", "batch_size", "cp_spacing", "cyc_weight", "dis_loss",
+    "early_stopping_epochs", "epochs", "files", "finetune", "gan_loss", "idt_loss",
+    "input_shape", "itn_path", "label_key", "learning_rate", "max_displacement", "nf",
+    "normalizer", "num_classes", "stn", "stn_path", "task_model", "test_set", "thresholds",
+    "train_set", "val_interval",
+})
+
+_NONE_STRINGS = ("none", "None", "null")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as JSON, else YAML, else the text itself.
+
+    ``"4"`` -> 4, ``"1e-4"`` -> 0.0001, ``"[8, 8]"`` -> [8, 8], ``"true"`` -> True,
+    ``"bspline"`` -> ``"bspline"``.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (bool, int, float, list, dict)) else text
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON (``.json``) or YAML (``.yaml``, ``.yml``) config file: one mapping.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Unparsable, not a mapping, or another suffix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file at {path}")
+    suffix = path.suffix.lower()
+    text = path.read_text()
+    if suffix == ".json":
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: invalid JSON: {error}") from None
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
+    else:
+        raise ValueError(f"{path}: a config file is .json, .yaml or .yml")
+    if config is None:
+        return {}
+    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
+        raise ValueError(f"{path}: a config file holds one mapping of names to values")
+    return config
+
+
+def _reference_value(key: str, value: Any) -> Any:
+    if key in ("stn", "normalizer") and (value is None or value in _NONE_STRINGS):
+        return "none"
+    if key in ("finetune", "augmentation") and value in (0, 1):
+        return bool(value)
+    return value
+
+
+def canonical_config(config: Mapping[str, Any], known: Collection[str], *,
+                     origin: str, prefixes: Iterable[str] = ()) -> dict[str, Any]:
+    """Rename reference keys to istn-sk's names and reject unknown keys.
+
+    Parameters
+    ----------
+    config : mapping
+        Keys and values as read (a config file, or ``--set`` pairs).
+    known : collection of str
+        The istn-sk names that apply; reference keys (:data:`REFERENCE_KEYS`)
+        are always accepted.
+    origin : str
+        The file or option the keys came from, for messages.
+    prefixes : iterable of str, optional
+        Any key starting with one of these is accepted too (routed
+        parameters such as ``optimizer__weight_decay``).
+
+    Returns
+    -------
+    dict
+        Keys renamed by :data:`REFERENCE_ALIASES`; ``None``/``"None"`` for
+        ``stn`` and ``normalizer`` become ``"none"``; 0/1 for ``finetune``
+        and ``augmentation`` become booleans.
+
+    Raises
+    ------
+    ValueError
+        An unknown key (the message suggests the closest known one), or two
+        keys naming the same setting with different values.
+    """
+    prefixes = tuple(prefixes)
+    accepted = set(known) | REFERENCE_KEYS
+    result: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
+    for key, value in config.items():
+        if key not in accepted and not key.startswith(prefixes or ("\0",)):
+            message = f"{origin}: unknown key {key!r}"
+            close = difflib.get_close_matches(key, sorted(accepted), n=1)
+            raise ValueError(message + (f" (did you mean {close[0]!r}?)" if close else ""))
+        name = REFERENCE_ALIASES.get(key, key)
+        value = _reference_value(name, value)
+        if name in result and result[name] != value:
+            raise ValueError(f"{origin}: {given_as[name]!r} and {key!r} both set {name!r}, "
+                             f"to different values")
+        result[name] = value
+        given_as[name] = key
+    return result

@@ -1,0 +1,89 @@
+"""A lazy torch Dataset of image files, and batch iteration over it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ._images import Normalizer, image_shape, read_image
+
+
+class ImageDataset(Dataset):
+    """Images read from disk on demand: item ``i`` is ``(image, i)``.
+
+    Only the headers are read up front (to check that every image has the
+    same shape); pixels are read when an item is requested, so a
+    :class:`~torch.utils.data.DataLoader` with ``num_workers > 0`` reads
+    large 3D sets in parallel without holding them in memory.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        NIfTI or PNG files (see :func:`istn_sk.io.read_image`).
+    masks : sequence of path-like, optional
+        One mask per image; voxels where the mask is 0 are set to 0 before
+        normalizing.
+    normalizer : {"none", "tanh"}, default="none"
+        Applied to the stored intensities (PNG: after mapping to [-1, 1]).
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(C, *spatial)`` of every image.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], *,
+                 masks: Sequence[str | os.PathLike] | None = None,
+                 normalizer: str = "none") -> None:
+        self.paths = [Path(path) for path in paths]
+        self.masks = None if masks is None else [Path(path) for path in masks]
+        self.normalizer = Normalizer(normalizer)
+        if not self.paths:
+            raise ValueError("no images to read")
+        if self.masks is not None and len(self.masks) != len(self.paths):
+            raise ValueError(f"{len(self.masks)} masks for {len(self.paths)} images")
+        self.shape = image_shape(self.paths[0])
+        for path in self.paths[1:]:
+            shape = image_shape(path)
+            if shape != self.shape:
+                raise ValueError(f"{path} has shape {shape} (channels first), but "
+                                 f"{self.paths[0]} has {self.shape}; all images must match")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = read_image(self.paths[index])
+        if self.masks is not None:
+            image = image * (read_image(self.masks[index])[:1] != 0)
+        return torch.from_numpy(np.asarray(self.normalizer(image), dtype=np.float32)), index
+
+
+def iter_batches(dataset: Dataset, *, batch_size: int = 16,
+                 num_workers: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Batches of ``(images, indices)`` as numpy arrays, in order.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Items ``(image tensor, index)``, e.g. :class:`ImageDataset`.
+    batch_size : int, default=16
+    num_workers : int, default=0
+        Reader processes (:class:`torch.utils.data.DataLoader`).
+    """
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    for images, indices in loader:
+        yield images.numpy(), indices.numpy()
+
+
+def load_images(dataset: Dataset, *, batch_size: int = 16, num_workers: int = 0) -> np.ndarray:
+    """Read every image of ``dataset`` into one ``(n, C, *spatial)`` float32 array."""
+    return np.concatenate([images for images, _ in iter_batches(
+        dataset, batch_size=batch_size, num_workers=num_workers)])
