@@ -174,24 +174,17 @@ inference_options = option_group(
 )
 
 
-def _scores(y, prediction, *, regression: bool, thresholds) -> dict[str, float]:
-    """Accuracy, or MAE and threshold accuracies (as :func:`istn_sk.evaluate.task_scores`)."""
-    import numpy as np
-
-    from istn_sk.evaluate import threshold_accuracies
-
-    if not regression:
-        return {"accuracy": float(np.mean(np.asarray(prediction) == np.asarray(y)))}
-    error = np.abs(np.asarray(prediction, dtype=float) - np.asarray(y, dtype=float))
-    return {"mae": float(error.mean()), **threshold_accuracies(y, prediction, thresholds)}
-
-
 def _infer(ctx: click.Context, *, evaluate: bool) -> None:
     import numpy as np
     import pandas as pd
 
     from istn_sk import TaskRegressor
-    from istn_sk.evaluate import DEFAULT_THRESHOLDS, to_markdown, write_report
+    from istn_sk.evaluate import (
+        DEFAULT_THRESHOLDS,
+        prediction_scores,
+        to_markdown,
+        write_report,
+    )
 
     settings = resolve_settings(ctx, extra={"thresholds": list(DEFAULT_THRESHOLDS)})
     paths = list(settings["task_model"])
@@ -242,9 +235,10 @@ def _infer(ctx: click.Context, *, evaluate: bool) -> None:
                 rows = np.ones(len(test), bool) if sites is None else sites == site
                 scores.append({"model": name, "evaluated_on": site, "transform": applied,
                                "n": int(rows.sum()),
-                               **_scores(labels[rows], frame["prediction"].to_numpy()[rows],
-                                         regression=regression,
-                                         thresholds=settings["thresholds"])})
+                               **prediction_scores(labels[rows],
+                                                   frame["prediction"].to_numpy()[rows],
+                                                   regression=regression,
+                                                   thresholds=settings["thresholds"])})
     pd.concat(frames).to_csv(run.file("predictions.csv"), index=False)
     if evaluate:
         table = pd.DataFrame(scores)

@@ -29,13 +29,20 @@ def threshold_accuracies(y_true, y_pred, thresholds=DEFAULT_THRESHOLDS) -> dict[
     return {f"acc@{t:g}": float(np.mean(errors < t)) for t in thresholds}
 
 
+def prediction_scores(y_true, y_pred, *, regression: bool,
+                      thresholds=DEFAULT_THRESHOLDS) -> dict[str, float]:
+    """Accuracy of class predictions, or MAE and threshold accuracies of regression ones."""
+    if not regression:
+        return {"accuracy": float(np.mean(np.asarray(y_pred) == np.asarray(y_true)))}
+    y_true_values = np.asarray(y_true, dtype=float).ravel()
+    error = np.abs(np.asarray(y_pred, dtype=float).ravel() - y_true_values)
+    return {"mae": float(error.mean()), **threshold_accuracies(y_true, y_pred, thresholds)}
+
+
 def task_scores(estimator, X, y, thresholds=DEFAULT_THRESHOLDS) -> dict[str, float]:
     """Accuracy for a classifier; MAE and threshold accuracies for a regressor."""
-    prediction = estimator.predict(X)
-    if is_classifier(estimator):
-        return {"accuracy": float(np.mean(prediction == np.asarray(y)))}
-    error = np.abs(np.asarray(prediction, dtype=float).ravel() - np.asarray(y, dtype=float).ravel())
-    return {"mae": float(error.mean()), **threshold_accuracies(y, prediction, thresholds)}
+    return prediction_scores(y, estimator.predict(X), regression=not is_classifier(estimator),
+                             thresholds=thresholds)
 
 
 def domain_shift_report(task, adapter, source, target, *, source_test=None, target_test=None,
