@@ -19,8 +19,7 @@ Names are imported on first use, so ``istn-sk --help`` and plugin discovery
 do not pay for importing torch.
 """
 
-from importlib import import_module
-
+from ._lazy import lazy_exports
 from ._version import __version__
 
 _PUBLIC = {
@@ -42,13 +41,4 @@ _PUBLIC = {
 __all__ = [*sorted(_PUBLIC), "__version__"]
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        value = getattr(import_module(_PUBLIC[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, globals())

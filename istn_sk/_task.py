@@ -77,6 +77,19 @@ class _TaskMixin:
     _regression = False
     __metadata_request__fit = {"sample_domain": True}
 
+    def __init__(self, module, *, criterion, nf=16, lr=1e-3, max_epochs=10, batch_size=32,
+                 optimizer=torch.optim.Adam, train_split=None, image_shape=None,
+                 spatial_dims=None, init_params=None, random_state=None, device="cpu",
+                 verbose=0, **kwargs):
+        self.nf = nf
+        self.image_shape = image_shape
+        self.spatial_dims = spatial_dims
+        self.init_params = init_params
+        self.random_state = random_state
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
+                         max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
+                         device=device, verbose=verbose, **kwargs)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
@@ -218,18 +231,8 @@ class TaskClassifier(_TaskMixin, NeuralNetClassifier):
     history_ : skorch.History
     """
 
-    def __init__(self, module=TaskNetwork, *, nf=16, lr=1e-3, max_epochs=10, batch_size=32,
-                 optimizer=torch.optim.Adam, criterion=nn.CrossEntropyLoss, train_split=None,
-                 image_shape=None, spatial_dims=None, init_params=None, random_state=None,
-                 device="cpu", verbose=0, **kwargs):
-        self.nf = nf
-        self.image_shape = image_shape
-        self.spatial_dims = spatial_dims
-        self.init_params = init_params
-        self.random_state = random_state
-        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
-                         max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
-                         device=device, verbose=verbose, **kwargs)
+    def __init__(self, module=TaskNetwork, *, criterion=nn.CrossEntropyLoss, **kwargs):
+        super().__init__(module, criterion=criterion, **kwargs)
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
         check_classification_targets(y)
@@ -280,18 +283,8 @@ class TaskRegressor(_TaskMixin, NeuralNetRegressor):
 
     _regression = True
 
-    def __init__(self, module=TaskNetwork, *, nf=16, lr=1e-3, max_epochs=10, batch_size=32,
-                 optimizer=torch.optim.Adam, criterion=nn.MSELoss, train_split=None,
-                 image_shape=None, spatial_dims=None, init_params=None, random_state=None,
-                 device="cpu", verbose=0, **kwargs):
-        self.nf = nf
-        self.image_shape = image_shape
-        self.spatial_dims = spatial_dims
-        self.init_params = init_params
-        self.random_state = random_state
-        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
-                         max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
-                         device=device, verbose=verbose, **kwargs)
+    def __init__(self, module=TaskNetwork, *, criterion=nn.MSELoss, **kwargs):
+        super().__init__(module, criterion=criterion, **kwargs)
 
     def _encode_more(self, y: np.ndarray) -> np.ndarray:
         targets = y.reshape(len(y), -1).astype(np.float32)

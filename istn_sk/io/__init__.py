@@ -23,7 +23,7 @@ Names are imported on first use, so importing this package does not
 import torch.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 _PUBLIC = {
     "EpochScores": "._callbacks",
@@ -50,13 +50,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        value = getattr(import_module(_PUBLIC[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, globals())
