@@ -1,0 +1,453 @@
+"""Reproduce the paper's experiments at CPU scale: Morpho-MNIST A -> B/C/D and two brain sites.
+
+Parts (``--parts``, all by default):
+
+``morpho``
+    Source A, targets B, C, D. Rows: no-DA, each ISTN configuration (ITN
+    only, affine only, B-spline (4) and (8) only, ITN + affine, ITN +
+    B-spline (4) and (8)), intensity histogram matching, skada's DANN and
+    DeepCORAL, and the oracle (trained on labelled target images). Image-level
+    methods retrain the task model on the mapped source images from scratch
+    and fine-tuned from T_S; every model is scored on the unmodified target
+    test images. The key rows (no-DA, ITN only, affine only, ITN + B-spline
+    (8), the baselines and the oracle) run for every seed of ``--seeds``, the
+    others for the first seed only.
+``schemes``
+    A -> B with an ITN-only ISTN: sequential retraining vs the simultaneous scheme
+    (``ISTNAdapter(task=...)``), and unidirectional vs cyclegan training.
+``brain``
+    Simulated camcan / ukbb sites: sex classification and age regression in
+    both directions with a unidirectional ITN + affine ISTN.
+
+Writes CSV and markdown tables and PNG figures into ``--out``. ``--quick``
+runs a tiny configuration (a handful of images, 1 epoch, nf 2) that only
+checks the plumbing.
+
+Run: ``OMP_NUM_THREADS=1 python examples/benchmarks/reproduce.py --seeds 0 1 2 --out results``
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baselines import match_histograms, skada_predict
+
+from istn_sk import ISTNAdapter, TaskClassifier, TaskRegressor
+from istn_sk.datasets import SITE_NAMES, load_morpho_mnist, simulate_brain_sites
+from istn_sk.evaluate import task_scores, to_markdown, write_report
+from istn_sk.figures import explanation_grid, write_png
+
+ISTN_ROWS = {
+    "ITN only": {"itn": True, "stn": None},
+    "affine only": {"itn": False, "stn": "affine"},
+    "B-spline (4) only": {"itn": False, "stn": "bspline", "cp_spacing": 4},
+    "B-spline (8) only": {"itn": False, "stn": "bspline", "cp_spacing": 8},
+    "ITN + affine": {"itn": True, "stn": "affine"},
+    "ITN + B-spline (4)": {"itn": True, "stn": "bspline", "cp_spacing": 4},
+    "ITN + B-spline (8)": {"itn": True, "stn": "bspline", "cp_spacing": 8},
+}
+KEY_ROWS = ("no-DA", "ITN only", "affine only", "ITN + B-spline (8)", "histogram matching",
+            "DANN", "DeepCORAL", "oracle")
+FIGURE_ROWS = ("ITN only", "ITN + affine", "ITN + B-spline (8)")
+SCHEME_ROW = "ITN only"
+PARTS = ("morpho", "schemes", "brain")
+MIN_GAP = 0.05
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes and training settings of one harness run.
+
+    Attributes
+    ----------
+    n_train, n_test : int
+        Morpho-MNIST digits per domain and split.
+    targets : tuple of str
+        Target domains (source is A).
+    task_nf, task_epochs, fine_tune_epochs, task_lr : task model settings.
+    istn_nf, istn_epochs, istn_lr, consistency_weight : ISTN settings.
+    batch_size : int
+    brain_n_per_site, brain_shape, brain_n_test : int
+        Simulated subjects per site, cube side, held-out subjects per site.
+    brain_task_epochs, brain_fine_tune_epochs, brain_istn_epochs, brain_nf : int
+        Brain training settings (task and ISTN share ``brain_nf``).
+    """
+
+    n_train: int = 500
+    n_test: int = 250
+    targets: tuple[str, ...] = ("B", "C", "D")
+    task_nf: int = 16
+    task_epochs: int = 12
+    fine_tune_epochs: int = 6
+    task_lr: float = 1e-3
+    istn_nf: int = 8
+    istn_epochs: int = 10
+    istn_lr: float = 1e-3
+    consistency_weight: float = 10.0
+    batch_size: int = 32
+    brain_n_per_site: int = 80
+    brain_shape: int = 32
+    brain_n_test: int = 20
+    brain_task_epochs: int = 15
+    brain_fine_tune_epochs: int = 8
+    brain_istn_epochs: int = 8
+    brain_nf: int = 8
+
+
+QUICK = Config(n_train=12, n_test=9, task_nf=2, task_epochs=1, fine_tune_epochs=1, istn_nf=2,
+               istn_epochs=1, batch_size=8, brain_n_per_site=6, brain_shape=16, brain_n_test=2,
+               brain_task_epochs=1, brain_fine_tune_epochs=1, brain_istn_epochs=1, brain_nf=2)
+
+
+class Harness:
+    """Runs the parts and keeps a clock for progress lines.
+
+    Parameters
+    ----------
+    config : Config
+    out_dir : Path
+        Where tables and figures go (created).
+    seeds : sequence of int
+        The first seed runs every row; the others the key rows.
+    """
+
+    def __init__(self, config: Config, out_dir: Path, seeds: list[int]) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.seeds = list(seeds)
+        self.start = time.perf_counter()
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    def progress(self, message: str) -> None:
+        """Print a line with the elapsed time."""
+        print(f"[{time.perf_counter() - self.start:7.1f} s] {message}", flush=True)
+
+    def classifier(self, seed: int, **changes) -> TaskClassifier:
+        """The Morpho-MNIST task model."""
+        c = self.config
+        options = {"nf": c.task_nf, "lr": c.task_lr, "max_epochs": c.task_epochs,
+                   "batch_size": c.batch_size, **changes}
+        return TaskClassifier(**options, random_state=seed)
+
+    def adapter(self, seed: int, *, nf: int | None = None, max_epochs: int | None = None,
+                **options) -> ISTNAdapter:
+        """An ISTN adapter with the configured training settings."""
+        c = self.config
+        return ISTNAdapter(nf=nf or c.istn_nf, max_epochs=max_epochs or c.istn_epochs,
+                           lr=c.istn_lr, consistency_weight=c.consistency_weight,
+                           batch_size=c.batch_size, random_state=seed, **options)
+
+    # ------------------------------------------------------------------ Morpho-MNIST
+
+    def morpho_data(self, domain: str, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Training and test digits of one domain (data seed ``seed``)."""
+        c = self.config
+        return {split: load_morpho_mnist(domain, split, n, random_state=seed)
+                for split, n in (("train", c.n_train), ("test", c.n_test))}
+
+    def retrain(self, mapped: np.ndarray, labels: np.ndarray, t_s: TaskClassifier,
+                test: tuple[np.ndarray, np.ndarray], seed: int) -> dict[str, float]:
+        """Train on mapped source images from scratch and fine-tuned from ``t_s``; score."""
+        weights = {key: value.detach().clone() for key, value in t_s.module_.state_dict().items()}
+        scratch = self.classifier(seed).fit(mapped, labels)
+        tuned = self.classifier(seed, max_epochs=self.config.fine_tune_epochs,
+                                init_params=weights).fit(mapped, labels)
+        return {"scratch": task_scores(scratch, *test)["accuracy"],
+                "fine_tuned": task_scores(tuned, *test)["accuracy"]}
+
+    def morpho(self) -> pd.DataFrame:
+        """The Morpho-MNIST table; writes the per-seed runs, the summary and figures."""
+        records = []
+        for index, seed in enumerate(self.seeds):
+            rows = list(KEY_ROWS) if index else ["no-DA", *ISTN_ROWS, *KEY_ROWS[4:]]
+            source = self.morpho_data("A", seed)
+            Xa, ya = source["train"]
+            t_s = self.classifier(seed).fit(Xa, ya)
+            for target_name in self.config.targets:
+                target = self.morpho_data(target_name, seed)
+                (Xt, yt), test = target["train"], target["test"]
+                sample_domain = np.r_[np.ones(len(Xa), int), -2 * np.ones(len(Xt), int)]
+                for method in rows:
+                    clock = time.perf_counter()
+                    record = {"target": target_name, "method": method, "seed": seed}
+                    if method == "no-DA":
+                        record["scratch"] = task_scores(t_s, *test)["accuracy"]
+                    elif method == "oracle":
+                        oracle = self.classifier(seed).fit(Xt, yt)
+                        record["scratch"] = task_scores(oracle, *test)["accuracy"]
+                    elif method in ("DANN", "DeepCORAL"):
+                        predicted = skada_predict(
+                            method, (Xa, ya), Xt, test[0], nf=self.config.task_nf,
+                            lr=self.config.task_lr, max_epochs=self.config.task_epochs,
+                            batch_size=self.config.batch_size, random_state=seed)
+                        record["scratch"] = float(np.mean(predicted == test[1]))
+                    elif method == "histogram matching":
+                        record.update(self.retrain(match_histograms(Xa, Xt), ya, t_s, test, seed))
+                    else:
+                        adapter = self.adapter(seed, **ISTN_ROWS[method])
+                        adapter.fit(np.concatenate([Xa, Xt]), sample_domain=sample_domain)
+                        record.update(self.retrain(adapter.transform(Xa), ya, t_s, test, seed))
+                        if index == 0 and method in FIGURE_ROWS:
+                            name = f"morpho-A2{target_name}-{_slug(method)}.png"
+                            parts = adapter.explain(source["test"][0][:8])
+                            write_png(self.out_dir / name, explanation_grid(parts, test[0][:8]))
+                    record["seconds"] = time.perf_counter() - clock
+                    records.append(record)
+                    self.progress(f"A->{target_name} seed {seed} {method}: "
+                                  f"{_format_record(record)}")
+                    pd.DataFrame(records).to_csv(self.out_dir / "morpho-mnist-runs.csv",
+                                                 index=False)
+        summary = summarise(pd.DataFrame(records))
+        summary.to_csv(self.out_dir / "morpho-mnist.csv", index=False)
+        (self.out_dir / "morpho-mnist.md").write_text(to_markdown(display(summary)))
+        return display(summary)
+
+    # ------------------------------------------------------------------ schemes
+
+    def schemes(self) -> pd.DataFrame:
+        """A -> B with ``SCHEME_ROW``: sequential vs simultaneous, unidirectional vs cyclegan."""
+        seed, target_name = self.seeds[0], self.config.targets[0]
+        source, target = self.morpho_data("A", seed), self.morpho_data(target_name, seed)
+        (Xa, ya), (Xt, _), test = source["train"], target["train"], target["test"]
+        X = np.concatenate([Xa, Xt])
+        sample_domain = np.r_[np.ones(len(Xa), int), -2 * np.ones(len(Xt), int)]
+        t_s = self.classifier(seed).fit(Xa, ya)
+        rows = []
+        for mode in ("unidirectional", "cyclegan"):
+            clock = time.perf_counter()
+            adapter = self.adapter(seed, mode=mode, **ISTN_ROWS[SCHEME_ROW])
+            adapter.fit(X, sample_domain=sample_domain)
+            scores = self.retrain(adapter.transform(Xa), ya, t_s, test, seed)
+            rows.append({"scheme": "sequential", "mode": mode, **scores,
+                         "seconds": time.perf_counter() - clock})
+            self.progress(f"schemes: sequential {mode}: {_format_record(rows[-1])}")
+            clock = time.perf_counter()
+            simultaneous = self.adapter(seed, mode=mode, task=self.classifier(seed),
+                                        **ISTN_ROWS[SCHEME_ROW])
+            simultaneous.fit(X, np.r_[ya, -np.ones(len(Xt), int)], sample_domain=sample_domain)
+            rows.append({"scheme": "simultaneous", "mode": mode,
+                         "scratch": task_scores(simultaneous.task_, *test)["accuracy"],
+                         "seconds": time.perf_counter() - clock})
+            self.progress(f"schemes: simultaneous {mode}: {_format_record(rows[-1])}")
+        table = pd.DataFrame(rows).rename(columns={"scratch": "accuracy (scratch)",
+                                                   "fine_tuned": "accuracy (fine-tuned)"})
+        table.insert(0, "task", f"A -> {target_name}, {SCHEME_ROW}, seed {seed}")
+        write_report(table, self.out_dir / "schemes")
+        return table
+
+    # ------------------------------------------------------------------ brain
+
+    def brain(self) -> pd.DataFrame:
+        """Sex classification and age regression between the two simulated sites."""
+        c, seed = self.config, self.seeds[0]
+        self.progress(f"simulating {c.brain_n_per_site} subjects per site at {c.brain_shape}^3")
+        X, sex, age, site = simulate_brain_sites(n_per_site=c.brain_n_per_site,
+                                                 shape=(c.brain_shape,) * 3, random_state=seed)
+        splits = {}
+        for code, name in enumerate(SITE_NAMES):
+            rows = np.flatnonzero(site == code)
+            train, test = rows[:-c.brain_n_test], rows[-c.brain_n_test:]
+            splits[name] = {"train": train, "test": test}
+        tasks: dict[str, tuple[np.ndarray, Callable[..., object]]] = {
+            "sex": (sex, self.brain_classifier),
+            "age": (age, self.brain_regressor),
+        }
+        rows = []
+        for source_name, target_name in (SITE_NAMES, SITE_NAMES[::-1]):
+            s, t = splits[source_name], splits[target_name]
+            clock = time.perf_counter()
+            adapter = self.adapter(seed, nf=c.brain_nf, max_epochs=c.brain_istn_epochs,
+                                   stn="affine")
+            adapter.fit(np.concatenate([X[s["train"]], X[t["train"]]]),
+                        sample_domain=np.r_[np.ones(len(s["train"]), int),
+                                            -2 * np.ones(len(t["train"]), int)])
+            self.progress(f"brain {source_name}->{target_name}: ISTN fitted in "
+                          f"{time.perf_counter() - clock:.0f} s")
+            mapped = adapter.transform(X[s["train"]])
+            write_png(self.out_dir / f"brain-{source_name}2{target_name}.png",
+                      explanation_grid(adapter.explain(X[s["test"]][:6]), X[t["test"]][:6]))
+            for task_name, (labels, make) in tasks.items():
+                t_s = make(seed).fit(X[s["train"]], labels[s["train"]])
+                weights = {key: value.detach().clone()
+                           for key, value in _network(t_s).module_.state_dict().items()}
+                models = {
+                    ("T_S", source_name): t_s,
+                    ("T_S", target_name): t_s,
+                    ("T_S2T scratch", target_name): make(seed).fit(mapped, labels[s["train"]]),
+                    ("T_S2T fine-tuned", target_name): make(
+                        seed, max_epochs=c.brain_fine_tune_epochs, init_params=weights,
+                    ).fit(mapped, labels[s["train"]]),
+                    ("T_T (oracle)", target_name): make(seed).fit(X[t["train"]],
+                                                                  labels[t["train"]]),
+                }
+                for (model, evaluated_on), fitted in models.items():
+                    test = splits[evaluated_on]["test"]
+                    rows.append({"task": task_name, "direction": f"{source_name}->{target_name}",
+                                 "model": model, "evaluated_on": evaluated_on,
+                                 **task_scores(fitted, X[test], labels[test])})
+                self.progress(f"brain {source_name}->{target_name} {task_name}: done")
+        table = pd.DataFrame(rows)
+        write_report(table, self.out_dir / "brain")
+        return table
+
+    def brain_classifier(self, seed: int, **changes) -> TaskClassifier:
+        """Sex classifier on 3D volumes."""
+        c = self.config
+        options = {"nf": c.brain_nf, "lr": c.task_lr, "max_epochs": c.brain_task_epochs,
+                   "batch_size": c.batch_size, **changes}
+        return TaskClassifier(**options, random_state=seed)
+
+    def brain_regressor(self, seed: int, **changes) -> TransformedTargetRegressor:
+        """Age regressor on 3D volumes, trained on standardised ages."""
+        c = self.config
+        options = {"nf": c.brain_nf, "lr": c.task_lr, "max_epochs": c.brain_task_epochs,
+                   "batch_size": c.batch_size, **changes}
+        return TransformedTargetRegressor(TaskRegressor(**options, random_state=seed),
+                                          transformer=StandardScaler())
+
+
+def _network(model):
+    """The skorch net inside a task model (unwrapping a TransformedTargetRegressor)."""
+    return model.regressor_ if isinstance(model, TransformedTargetRegressor) else model
+
+
+def _slug(method: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", method.lower()).strip("-")
+
+
+def _format_record(record: dict) -> str:
+    shown = {k: v for k, v in record.items() if k in ("scratch", "fine_tuned", "seconds")}
+    return ", ".join(f"{k} {v:.3f}" if k != "seconds" else f"{v:.0f} s" for k, v in shown.items())
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± sd over seeds per (target, method), Δ to no-DA and the recovered gap.
+
+    Δ is computed per seed against that seed's no-DA accuracy and then
+    averaged; ``recovered`` is mean Δ over the mean gap (oracle - no-DA) of
+    the same seeds, left empty (NaN) when that gap is below ``MIN_GAP``
+    (no shift to recover).
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Columns ``target``, ``method``, ``seed``, ``scratch`` and optionally
+        ``fine_tuned`` (one row per run).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``target``, ``method``, ``seeds``, ``scratch``,
+        ``scratch_sd``, ``fine_tuned``, ``fine_tuned_sd``, ``Δ_scratch``,
+        ``Δ_fine_tuned``, ``recovered_scratch``, ``recovered_fine_tuned``.
+    """
+    runs = runs.copy()
+    if "fine_tuned" not in runs:
+        runs["fine_tuned"] = np.nan
+    base = runs[runs["method"] == "no-DA"].set_index(["target", "seed"])["scratch"]
+    best = runs[runs["method"] == "oracle"].set_index(["target", "seed"])["scratch"]
+    key = pd.MultiIndex.from_frame(runs[["target", "seed"]])
+    runs["gap"] = best.reindex(key).to_numpy() - base.reindex(key).to_numpy()
+    for column in ("scratch", "fine_tuned"):
+        runs[f"Δ_{column}"] = runs[column] - base.reindex(key).to_numpy()
+    order = {method: i for i, method in enumerate(["no-DA", *ISTN_ROWS, *KEY_ROWS[4:]])}
+    rows = []
+    for (target, method), group in runs.groupby(["target", "method"], sort=False):
+        row = {"target": target, "method": method, "seeds": len(group)}
+        for column in ("scratch", "fine_tuned"):
+            row[column] = group[column].mean()
+            row[f"{column}_sd"] = group[column].std(ddof=1) if len(group) > 1 else np.nan
+        for column in ("scratch", "fine_tuned"):
+            row[f"Δ_{column}"] = group[f"Δ_{column}"].mean()
+        gap = group["gap"].mean()
+        for column in ("scratch", "fine_tuned"):
+            row[f"recovered_{column}"] = row[f"Δ_{column}"] / gap if gap >= MIN_GAP else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table = table.sort_values(["target", "method"], key=lambda s: s.map(order) if s.name ==
+                              "method" else s, kind="stable").reset_index(drop=True)
+    return table
+
+
+def display(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary for reading: ``mean ± sd`` cells, Δ and recovered rounded.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        What :func:`summarise` returned.
+
+    Returns
+    -------
+    pandas.DataFrame of str
+    """
+    def cell(mean: float, sd: float = np.nan, signed: bool = False) -> str:
+        if np.isnan(mean):
+            return ""
+        text = f"{mean:+.3f}" if signed else f"{mean:.3f}"
+        return text if np.isnan(sd) else f"{text} ± {sd:.3f}"
+
+    rows = []
+    for values in summary.to_dict("records"):
+        rows.append({
+            "target": values["target"], "method": values["method"], "seeds": values["seeds"],
+            "scratch": cell(values["scratch"], values["scratch_sd"]),
+            "fine-tuned": cell(values["fine_tuned"], values["fine_tuned_sd"]),
+            "Δ scratch": cell(values["Δ_scratch"], signed=True),
+            "Δ fine-tuned": cell(values["Δ_fine_tuned"], signed=True),
+            "recovered scratch": cell(values["recovered_scratch"]),
+            "recovered fine-tuned": cell(values["recovered_fine_tuned"]),
+        })
+    return pd.DataFrame(rows)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny smoke configuration (a handful of images, 1 epoch, nf 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="seeds of data and training; the first runs every row")
+    parser.add_argument("--out", type=Path, default=Path("benchmark-output"),
+                        help="output folder for tables and figures")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--targets", nargs="+", choices=("B", "C", "D"), default=None,
+                        help="Morpho-MNIST target domains (default B C D)")
+    parser.add_argument("--n-train", type=int, default=None, help="digits per domain")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the harness from the command line."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = QUICK if args.quick else Config()
+    if args.targets:
+        config = replace(config, targets=tuple(args.targets))
+    if args.n_train:
+        config = replace(config, n_train=args.n_train)
+    harness = Harness(config, args.out, args.seeds)
+    harness.progress(f"configuration: {asdict(config)}; seeds {args.seeds}")
+    for part in args.parts:
+        table = getattr(harness, part)()
+        print(to_markdown(table), flush=True)
+    harness.progress(f"done; tables and figures in {args.out}")
+
+
+if __name__ == "__main__":
+    main()

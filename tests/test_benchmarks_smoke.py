@@ -1,0 +1,87 @@
+"""Smoke test of the reproduction harness (examples/benchmarks) and its histogram matching."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "examples" / "benchmarks"
+
+
+def _baselines():
+    spec = importlib.util.spec_from_file_location("benchmark_baselines",
+                                                  BENCHMARKS / "baselines.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_histogram_matching_gives_target_quantiles():
+    rng = np.random.default_rng(0)
+    source = rng.normal(0.0, 1.0, size=(3, 1, 32, 32)).astype(np.float32)
+    target = rng.uniform(-1.0, 1.0, size=(50, 1, 32, 32)).astype(np.float32)
+    matched = _baselines().match_histograms(source, target)
+    assert matched.shape == source.shape and matched.dtype == source.dtype
+    levels = np.linspace(0.05, 0.95, 19)
+    reference = np.quantile(target, levels)
+    for image, original in zip(matched, source, strict=True):
+        np.testing.assert_allclose(np.quantile(image, levels), reference, atol=0.01)
+        order = np.argsort(original.ravel())
+        assert np.all(np.diff(image.ravel()[order]) >= 0)
+
+
+def test_histogram_matching_maps_ties_to_one_value():
+    source = np.array([[[-1.0, -1.0, 0.5, 1.0]]], dtype=np.float32)
+    target = np.array([[-1.0, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0]])
+    matched = _baselines().match_histograms(source, target)
+    assert matched[0, 0, 0] == matched[0, 0, 1]
+    assert matched[0, 0, 0] < matched[0, 0, 2] < matched[0, 0, 3]
+
+
+def test_reproduce_quick_writes_tables_and_figures(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "ISTN_SK_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "reproduce.py"), "--quick", "--seeds", "0", "1",
+         "--targets", "B", "D", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=110, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    morpho = pd.read_csv(out / "morpho-mnist.csv")
+    methods = ["no-DA", "ITN only", "affine only", "B-spline (4) only", "B-spline (8) only",
+               "ITN + affine", "ITN + B-spline (4)", "ITN + B-spline (8)", "histogram matching",
+               "DANN", "DeepCORAL", "oracle"]
+    assert sorted(set(morpho["target"])) == ["B", "D"]
+    for target in "BD":
+        assert morpho.loc[morpho["target"] == target, "method"].tolist() == methods
+    for column in ("seeds", "scratch", "scratch_sd", "fine_tuned", "fine_tuned_sd",
+                   "Δ_scratch", "Δ_fine_tuned", "recovered_scratch", "recovered_fine_tuned"):
+        assert column in morpho.columns
+    seeds = morpho.set_index(["target", "method"])["seeds"]
+    assert seeds["B", "no-DA"] == 2 and seeds["B", "ITN + B-spline (8)"] == 2
+    assert seeds["B", "ITN + affine"] == 1
+    assert morpho["scratch"].between(0, 1).all()
+    assert (morpho.loc[morpho["method"] == "no-DA", "Δ_scratch"] == 0).all()
+    assert "| target | method |" in (out / "morpho-mnist.md").read_text()
+
+    schemes = pd.read_csv(out / "schemes.csv")
+    assert list(zip(schemes["scheme"], schemes["mode"], strict=True)) == [
+        ("sequential", "unidirectional"), ("simultaneous", "unidirectional"),
+        ("sequential", "cyclegan"), ("simultaneous", "cyclegan")]
+
+    brain = pd.read_csv(out / "brain.csv")
+    assert set(brain["task"]) == {"sex", "age"}
+    assert set(brain["direction"]) == {"camcan->ukbb", "ukbb->camcan"}
+    assert len(brain) == 2 * 2 * 5
+    assert brain.loc[brain["task"] == "sex", "accuracy"].notna().all()
+    assert brain.loc[brain["task"] == "age", "mae"].notna().all()
+    for name in ("schemes.md", "brain.md", "morpho-A2B-itn-affine.png",
+                 "morpho-A2D-itn-b-spline-8.png", "brain-camcan2ukbb.png"):
+        assert (out / name).stat().st_size > 0
