@@ -105,7 +105,22 @@ class ImageSet:
         if key is None:
             raise ValueError("training or scoring a task model needs --label-key (label_key)")
         values = self.column(key)
-        return values.astype(float) if regression else values
+        if not regression:
+            return values
+        try:
+            return values.astype(float)
+        except ValueError:
+            raise ValueError(f"{self.name}: column {key!r} holds labels that are not numbers "
+                             f"(e.g. {next(v for v in values if not _is_number(v))!r}); a "
+                             "regressor needs numeric labels") from None
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _dataset_names() -> list[str]:
@@ -176,7 +191,7 @@ def chosen_sites(images: ImageSet, settings: Mapping[str, Any], roles: tuple[str
     ValueError
         A site is not named, or has no rows.
     """
-    present = sorted(set(images.column(settings["site_key"]).astype(str)))
+    present = sorted({str(site) for site in images.column(settings["site_key"])})
     chosen = [settings.get(role) for role in roles]
     if set(present) <= set(DATASET_SITES):
         chosen = [DATASET_SITES[i] if value is None else value for i, value in enumerate(chosen)]

@@ -72,8 +72,24 @@ class RunFolder:
     """
 
     def __init__(self, path: str | Path, *, force: bool) -> None:
+        absolute = Path(path).absolute()
+        #: The outermost folder this run creates (None: it existed), and whether it was empty.
+        self.created = next((p for p in reversed((absolute, *absolute.parents))
+                             if not p.exists()), None)
+        self.was_empty = absolute.is_dir() and not any(absolute.iterdir())
         self.path = ensure_new_folder(path, force=force)
         self.force = force
+
+    def discard(self) -> None:
+        """Undo a failed run: remove the folder it created, or empty the folder it found empty."""
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
+        elif self.was_empty:
+            for entry in self.path.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
     def file(self, *parts: str) -> Path:
         """A path inside the run folder; its parent folders are created."""
@@ -135,12 +151,18 @@ class RunFolder:
             shutil.copy2(source, self.file("files", source.name))
 
 
+#: ``ctx.meta`` key of the open run, discarded by the command group when the command fails.
+RUN_META_KEY = "istn_sk.run"
+
+
 def open_run(ctx, settings: Mapping[str, Any]) -> RunFolder:
     """Create the command's ``--out`` folder; copy ``files`` and write ``config.json`` first.
 
-    Written before the work starts, so a run that fails still records its settings.
+    A run that fails leaves nothing behind: the command group calls
+    :meth:`RunFolder.discard` (see ``cli/main.py``).
     """
     run = RunFolder(ctx.params["out"], force=ctx.params["force"])
+    ctx.meta[RUN_META_KEY] = run
     run.copy_files(settings.get("files", ()))
     run.write_config(settings)
     return run

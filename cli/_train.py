@@ -217,7 +217,6 @@ def fit_command(ctx: click.Context, **_: Any) -> None:
                                 extra=_extra_settings())
     run = open_run(ctx, settings)
     train, is_source, sites = _two_sites(settings)
-    X = train.images(num_workers=settings["num_workers"])
     task, y = None, None
     if settings.get("model_type") or settings.get("task_model"):
         shared = [*SHARED_WITH_TASK, *([] if settings.get("task_model") else ["nf"])]
@@ -227,6 +226,7 @@ def fit_command(ctx: click.Context, **_: Any) -> None:
                           finetune=settings["finetune"])
         labels = train.labels(settings.get("label_key"), regression=_is_regressor(task))
         y = np.where(is_source, labels, np.nan if _is_regressor(task) else -1)
+    X = train.images(num_workers=settings["num_workers"])
     callbacks = _callbacks(settings, _validation_set(settings, sites[1]), task,
                            monitor=None if task is None else "task_loss")
     if settings["nii"] or settings["png"]:

@@ -12,6 +12,7 @@ import click
 
 from ._apply import evaluate_command, predict_command, transform_command
 from ._datasets import datasets_group
+from ._run import RUN_META_KEY
 from ._train import fit_command, report_command, train_task_command
 
 
@@ -21,10 +22,13 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except click.exceptions.Exit:
             raise
         except Exception as error:
-            if ctx.params.get("debug"):
+            run = ctx.meta.pop(RUN_META_KEY, None)
+            if run is not None:   # a failed run leaves no partial output folder
+                run.discard()
+            if isinstance(error, (click.ClickException, click.Abort)) or ctx.params.get("debug"):
                 raise
             message = " ".join(str(error).split()) or type(error).__name__
             if not isinstance(error, (ValueError, OSError, TypeError)):

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -43,10 +44,13 @@ def _epoch(path):
 def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(data, tmp_path):
     X, _, sd = data
     path = tmp_path / CHECKPOINT_NAME
-    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)])
+    # started outside the checkout, so the installed package is imported, not the source folder
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)],
+                               cwd=tempfile.gettempdir())
     deadline = time.monotonic() + 600
     while _epoch(path) < 3 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
+    assert process.poll() is None, f"the training process ended early ({process.returncode})"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     done = _epoch(path)

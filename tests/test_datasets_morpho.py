@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -238,5 +239,7 @@ def test_importing_does_not_need_the_datasets_extra():
         "print(sorted(m for m in ('mlxtend', 'nilearn', 'skimage', 'tqdm') if m in sys.modules))"
     )
     command = [sys.executable, "-c", code]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    # run outside the checkout, so the installed package is imported, not the source folder
+    result = subprocess.run(command, capture_output=True, text=True, check=True,
+                            cwd=tempfile.gettempdir())
     assert result.stdout.strip() == "[]"

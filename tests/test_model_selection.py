@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -128,8 +129,9 @@ def test_skada_leave_one_domain_out_runs_on_our_pipeline():
         scores = cross_val_score(pipe, X2, y2, cv=cv, params={"sample_domain": sd2})
         print(len(scores), bool(np.all((scores >= 0) & (scores <= 1))))
     """)
+    # run outside the checkout, so the installed package is imported, not the source folder
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, cwd=tempfile.gettempdir())
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["2", "True"]
 

@@ -61,6 +61,10 @@ class ImageDataset(Dataset):
         image = read_image(self.paths[index])
         if self.masks is not None:
             image = image * (read_image(self.masks[index])[:1] != 0)
+        if not np.isfinite(image).all():
+            raise ValueError(f"{self.paths[index]}: {int(np.isnan(image).sum())} NaN and "
+                             f"{int(np.isinf(image).sum())} infinite values; images must be "
+                             "finite")
         return torch.from_numpy(np.asarray(self.normalizer(image), dtype=np.float32)), index
 
 

@@ -10,6 +10,7 @@ library (``zlib``), so no imaging package is needed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -171,6 +172,22 @@ def _nifti_shape(shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
                      f"got shape {shape}")
 
 
+@contextlib.contextmanager
+def _readable_nifti(path: Path):
+    """Report a NIfTI file nibabel cannot read (corrupt, truncated) as one ValueError naming it."""
+    import nibabel as nib
+
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError,
+            zlib.error) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"{path}: not a readable NIfTI image (corrupt or truncated?): "
+                         f"{reason}") from error
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read one image as a ``(C, *spatial)`` float32 array.
 
@@ -191,9 +208,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         top = 255.0 if pixels.dtype == np.uint8 else 65535.0
         kept = pixels[..., : 1 if samples <= 2 else 3]
         return np.moveaxis(kept.astype(np.float32) / top * 2.0 - 1.0, -1, 0).copy()
-    import nibabel as nib
+    with _readable_nifti(path):
+        import nibabel as nib
 
-    data = np.asarray(nib.load(path).dataobj, dtype=np.float32)
+        data = np.asarray(nib.load(path).dataobj, dtype=np.float32)
     channels_last = data.reshape(*_nifti_shape(data.shape, path)[1:], -1)
     return np.ascontiguousarray(np.moveaxis(channels_last, -1, 0))
 
@@ -205,9 +223,11 @@ def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
         with open(path, "rb") as stream:
             width, height, _, samples = _png_header(stream.read(33), path)
         return (1 if samples <= 2 else 3, height, width)
-    import nibabel as nib
+    with _readable_nifti(path):
+        import nibabel as nib
 
-    return _nifti_shape(nib.load(path).shape, path)
+        shape = nib.load(path).shape
+    return _nifti_shape(shape, path)
 
 
 def _temporary(path: Path) -> Path:

@@ -1,0 +1,196 @@
+"""Bad inputs fail early with one clear error, and a failed run leaves no output folder."""
+
+import os
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from istn_sk.cli.main import main
+
+from istn_sk.io import ImageDataset, read_image, write_image
+
+TINY = ["--nf", "2", "--batch-size", "4", "--max-epochs", "1", "--random-state", "0", "-q"]
+RNG = np.random.default_rng(0)
+
+
+def png(folder, name, shape=(1, 8, 8)):
+    """A small PNG of random values in [-1, 1]; returns its name."""
+    write_image(folder / name, RNG.uniform(-1, 1, shape).astype(np.float32))
+    return name
+
+
+def nifti(folder, name, data=None):
+    """A 6^3 NIfTI volume; returns its name."""
+    data = RNG.uniform(-1, 1, (6, 6, 6)).astype(np.float32) if data is None else data
+    nib.save(nib.Nifti1Image(data, np.eye(4)), folder / name)
+    return name
+
+
+def manifest(folder, images, *, sites=None, labels=None, name="manifest.tsv"):
+    """A TSV manifest of ``images``; sites alternate A, B unless given."""
+    sites = sites or ["A" if i % 2 == 0 else "B" for i in range(len(images))]
+    table = {"image": images, "site": sites}
+    if labels is not None:
+        table["label"] = labels
+    pd.DataFrame(table).to_csv(folder / name, sep="\t", index=False)
+    return folder / name
+
+
+def pngs(folder, n=4, **kwargs):
+    return [png(folder, f"img{i}.png", **kwargs) for i in range(n)]
+
+
+def fails(*args, out, match):
+    """Run the CLI; it must fail with one line holding ``match`` and leave no ``out``."""
+    result = CliRunner().invoke(main, [str(arg) for arg in (*args, "-o", out)])
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    assert match in errors[0], result.output
+    assert not os.path.exists(out), f"{out} left behind"
+    return errors[0]
+
+
+def fit(data, out, *extra, match):
+    return fails("fit", "--train-set", data, "--source-site", "A", "--target-site", "B",
+                 *TINY, *extra, out=out, match=match)
+
+
+def test_mixed_2d_and_3d_images(tmp_path):
+    data = manifest(tmp_path, [*pngs(tmp_path, 3), nifti(tmp_path, "vol.nii.gz")])
+    fit(data, tmp_path / "run", match="vol.nii.gz has shape (1, 6, 6, 6)")
+    with pytest.raises(ValueError, match=r"all images must match"):
+        ImageDataset([tmp_path / "img0.png", tmp_path / "vol.nii.gz"])
+
+
+def test_images_of_different_sizes(tmp_path):
+    data = manifest(tmp_path, [*pngs(tmp_path, 3), png(tmp_path, "big.png", (1, 10, 10))])
+    fit(data, tmp_path / "run", match="big.png has shape (1, 10, 10)")
+
+
+def test_channel_mismatch_between_source_and_target(tmp_path):
+    grey = pngs(tmp_path, 2)
+    rgb = [png(tmp_path, f"rgb{i}.png", (3, 8, 8)) for i in range(2)]
+    data = manifest(tmp_path, [*grey, *rgb], sites=["A", "A", "B", "B"])
+    fit(data, tmp_path / "run", match="rgb0.png has shape (3, 8, 8)")
+    with pytest.raises(ValueError, match=r"rgb0\.png has shape \(3, 8, 8\)"):
+        ImageDataset([tmp_path / name for name in (*grey, *rgb)])
+
+
+def test_nan_or_inf_in_an_image_file(tmp_path):
+    bad = np.zeros((6, 6, 6), np.float32)
+    bad[1, 2, 3] = np.nan
+    images = [nifti(tmp_path, f"v{i}.nii.gz") for i in range(3)]
+    data = manifest(tmp_path, [*images, nifti(tmp_path, "nan.nii.gz", bad)])
+    fit(data, tmp_path / "run", match="nan.nii.gz")
+    bad[1, 2, 3] = np.inf
+    with pytest.raises(ValueError, match=r"inf\.nii\.gz.*(NaN|infinite)"):
+        ImageDataset([tmp_path / nifti(tmp_path, "inf.nii.gz", bad)])[0]
+
+
+def test_missing_file_in_a_manifest(tmp_path):
+    data = manifest(tmp_path, [*pngs(tmp_path, 3), "gone.png"])
+    fit(data, tmp_path / "run", match="1 image file(s) do not exist; first: ")
+
+
+def test_garbage_nifti(tmp_path):
+    (tmp_path / "garbage.nii.gz").write_bytes(b"this is not a NIfTI file at all" * 20)
+    images = [nifti(tmp_path, f"v{i}.nii.gz") for i in range(3)]
+    data = manifest(tmp_path, [*images, "garbage.nii.gz"])
+    fit(data, tmp_path / "run", match="garbage.nii.gz")
+    with pytest.raises(ValueError, match=r"garbage\.nii\.gz"):
+        read_image(tmp_path / "garbage.nii.gz")
+
+
+def test_truncated_nifti(tmp_path):
+    images = [nifti(tmp_path, f"v{i}.nii.gz") for i in range(3)]
+    whole = (tmp_path / images[0]).read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(whole[: len(whole) // 2])   # header lost
+    (tmp_path / "end.nii.gz").write_bytes(whole[:-40])                # header kept, data cut
+    for name in ("cut.nii.gz", "end.nii.gz"):
+        data = manifest(tmp_path, [*images, name])
+        fit(data, tmp_path / "run", match=f"{name}: not a readable NIfTI image")
+        with pytest.raises(ValueError, match=f"{name}: not a readable NIfTI image"):
+            read_image(tmp_path / name)
+
+
+def test_label_column_missing(tmp_path):
+    data = manifest(tmp_path, pngs(tmp_path), labels=[0, 1, 0, 1])
+    fit(data, tmp_path / "run", "--model-type", "classifier", "--label-key", "lable",
+        match="has no column 'lable'; columns: image, site, label (did you mean 'label'?)")
+    fails("train-task", "--train-set", data, "--model-type", "classifier", "--label-key",
+          "age", *TINY, out=tmp_path / "task", match="has no column 'age'")
+
+
+def test_string_labels_for_a_regressor(tmp_path):
+    data = manifest(tmp_path, pngs(tmp_path), labels=["cat", "dog", "cat", "dog"])
+    fails("train-task", "--train-set", data, "--model-type", "regressor", "--label-key",
+          "label", *TINY, out=tmp_path / "task", match="column 'label'")
+    fit(data, tmp_path / "run", "--model-type", "regressor", "--label-key", "label",
+        match="column 'label'")
+
+
+@pytest.mark.parametrize(("extra", "match"), [
+    (["--stn", "bsplin"], "unknown spatial_transformer stn='bsplin'"),
+    (["--set", "gan_loss=hinge"], "unknown loss gan_loss='hinge'"),
+])
+def test_unknown_stn_or_loss_name(tmp_path, extra, match):
+    fit(manifest(tmp_path, pngs(tmp_path)), tmp_path / "run", *extra, match=match)
+
+
+def test_unknown_dataset_name(tmp_path):
+    fails("fit", "--train-set", "morpho-mnst", *TINY, out=tmp_path / "run",
+          match="did you mean 'morpho-mnist'?")
+
+
+def test_cp_spacing_larger_than_the_image(tmp_path):
+    fit(manifest(tmp_path, pngs(tmp_path)), tmp_path / "run", "--stn", "bspline",
+        "--set", "cp_spacing=[16,16]", match="cp_spacing=(16, 16)")
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_max_displacement_outside_0_1(tmp_path, value):
+    fit(manifest(tmp_path, pngs(tmp_path)), tmp_path / "run", "--set",
+        f"max_displacement={value}", match="max_displacement must be in [0, 1]")
+
+
+def test_output_folder_exists(tmp_path):
+    data = manifest(tmp_path, pngs(tmp_path))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(main, ["fit", "--train-set", str(data), "--source-site", "A",
+                                       "--target-site", "B", *TINY, "-o", str(tmp_path / "run")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "already exists and is not empty; pass --force" in result.output
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["keep.txt"]
+    assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
+
+
+def test_a_failed_run_empties_the_empty_folder_it_was_given(tmp_path):
+    (tmp_path / "run").mkdir()
+    failed = CliRunner().invoke(main, ["fit", "--train-set", str(tmp_path / "none.tsv"),
+                                       "-o", str(tmp_path / "run")])
+    assert failed.exit_code != 0 and "is neither an existing manifest" in failed.output
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_output_folder_not_writable(tmp_path):
+    data = manifest(tmp_path, pngs(tmp_path))
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        fit(data, parent / "run", match="Permission denied")
+    finally:
+        parent.chmod(0o700)
+
+
+def test_only_one_domain(tmp_path):
+    data = manifest(tmp_path, pngs(tmp_path), sites=["A"] * 4)
+    fit(data, tmp_path / "run", match="no rows of site 'B' in column 'site' (sites: ['A'])")
+    fails("fit", "--train-set", data, "--source-site", "A", *TINY, out=tmp_path / "run2",
+          match="choose --target-site among the sites ['A']")
