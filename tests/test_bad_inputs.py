@@ -178,7 +178,7 @@ def test_a_failed_run_empties_the_empty_folder_it_was_given(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_output_folder_not_writable(tmp_path):
+def test_output_folder_in_a_read_only_folder(tmp_path):
     data = manifest(tmp_path, pngs(tmp_path))
     parent = tmp_path / "locked"
     parent.mkdir()
@@ -187,6 +187,15 @@ def test_output_folder_not_writable(tmp_path):
         fit(data, parent / "run", match="Permission denied")
     finally:
         parent.chmod(0o700)
+
+
+def test_output_folder_that_cannot_be_created(tmp_path):
+    # a regular file where a parent folder should be: no user, root included, can write there
+    data = manifest(tmp_path, pngs(tmp_path))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    fit(data, blocker / "run", match="blocker")
+    assert blocker.read_text() == "a file, not a folder"
 
 
 def test_only_one_domain(tmp_path):
