@@ -7,7 +7,9 @@ random batch:
   update with separate D passes over S2T and T, then an ISTN update that
   recomputes S2T, then a task-model update;
 * ``istn-sk``: :meth:`istn_sk._adversarial_net.AdversarialISTNNet.train_step`
-  with a simultaneous task model.
+  with a simultaneous task model: one discriminator pass over S2T and T
+  together, no recomputation of S2T, no discriminator gradients during the
+  ISTN update, and channels-last weights and batches.
 
 It reports images/s (source images per second), the step's FLOPs counted by
 ``torch.utils.flop_counter``, the achieved GFLOP/s against a measured SGEMM
@@ -45,8 +47,11 @@ CONFIGS = {
 }
 
 
-def build(shape, nf, task=True):
-    """An initialised adversarial net (and its task model) for single-channel images."""
+def build(shape, nf, task=True, plain=False):
+    """An initialised adversarial net (and its task model) for single-channel images.
+
+    ``plain=True`` keeps the default contiguous memory layout, as the seed code does.
+    """
     adapter = ISTNAdapter(stn="affine", nf=nf, task=TaskClassifier(nf=nf) if task else None)
     layout = ImageLayout((1, *shape), 1, tuple(shape))
     task_net = None
@@ -56,6 +61,10 @@ def build(shape, nf, task=True):
         task_net.initialize()
     net = adapter._build_net(layout, task_net)
     net.initialize()
+    if plain:
+        net.memory_format = torch.contiguous_format
+        net.module_.to(memory_format=torch.contiguous_format)
+        net.discriminator_.to(memory_format=torch.contiguous_format)
     net.history.new_epoch()
     return net
 
@@ -133,7 +142,7 @@ def measure(name: str, steps: int) -> dict:
              torch.randint(0, 3, (batch_size,)))
     row = {"config": name, "threads": torch.get_num_threads()}
     for label, step in (("reference", reference_step), ("istn-sk", ours_step)):
-        net = build(shape, config["nf"])
+        net = build(shape, config["nf"], plain=label == "reference")
         seconds = time_steps(step, net, batch, steps)
         flops = count_flops(step, net, batch)
         row[f"{label} img/s"] = batch_size / seconds

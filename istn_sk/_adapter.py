@@ -339,6 +339,8 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
             istns, critics,
             criterion=GANLosses(losses["gan_loss"], losses["dis_loss"], losses["idt_loss"]),
             consistency_weight=float(self.consistency_weight),
+            memory_format=(torch.channels_last if len(layout.spatial) == 2
+                           else torch.channels_last_3d),
             lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
             train_split=None, iterator_train__shuffle=True, device=self.device,
             callbacks=[*self._training_callbacks(), *extra_callbacks], verbose=int(self.verbose),

@@ -89,6 +89,10 @@ class AdversarialISTNNet(NeuralNet):
         λ: weight of the identity (½λ) and cycle (λ) terms.
     betas : tuple of float
         Adam's betas for both optimizers.
+    memory_format : torch.memory_format, default=torch.contiguous_format
+        Layout of the ISTN and discriminator weights and of the training
+        batches; ``channels_last`` (2D) or ``channels_last_3d`` (3D) runs the
+        convolutions faster on CPU (see examples/perf_training_step.py).
     task_net : TaskClassifier or TaskRegressor, optional
         An initialised task estimator trained on each batch's S2T with the
         source labels (the simultaneous scheme); its module is updated in
@@ -98,10 +102,13 @@ class AdversarialISTNNet(NeuralNet):
     """
 
     def __init__(self, module, discriminator, *, criterion, consistency_weight: float,
-                 betas: tuple[float, float] = (0.5, 0.999), task_net=None, **kwargs) -> None:
+                 betas: tuple[float, float] = (0.5, 0.999),
+                 memory_format: torch.memory_format = torch.contiguous_format, task_net=None,
+                 **kwargs) -> None:
         self.discriminator = discriminator
         self.consistency_weight = consistency_weight
         self.betas = betas
+        self.memory_format = memory_format
         self.task_net = task_net
         super().__init__(module, criterion, optimizer=torch.optim.Adam, **kwargs)
 
@@ -111,10 +118,12 @@ class AdversarialISTNNet(NeuralNet):
         return super()._default_callbacks[:-1] + terms + super()._default_callbacks[-1:]
 
     def initialize_module(self):
-        """Create ``module_`` and ``discriminator_``."""
+        """Create ``module_`` and ``discriminator_`` in ``memory_format``."""
         super().initialize_module()
-        self.discriminator_ = self.initialized_instance(self.discriminator,
-                                                        self.get_params_for("discriminator"))
+        self.module_ = self.module_.to(memory_format=self.memory_format)
+        self.discriminator_ = self.initialized_instance(
+            self.discriminator, self.get_params_for("discriminator")
+        ).to(memory_format=self.memory_format)
         return self
 
     def initialize_optimizer(self, *args, **kwargs):
@@ -160,11 +169,17 @@ class AdversarialISTNNet(NeuralNet):
 
     def discriminator_loss(self, fakes: dict[str, torch.Tensor],
                            reals: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``½[dis(D(fake), 0) + dis(D(real), 1)]``, summed over the discriminators."""
+        """``½[dis(D(fake), 0) + dis(D(real), 1)]``, summed over the discriminators.
+
+        Fakes and reals go through each discriminator in one batch: it
+        normalises per image (instance norm), so this is the same function
+        as two passes, with half the calls.
+        """
         loss = 0.0
         for name, fake in fakes.items():
-            p_fake = torch.sigmoid(self.discriminator_[name](fake.detach()))
-            p_real = torch.sigmoid(self.discriminator_[name](reals[name]))
+            real = reals[name]
+            logits = self.discriminator_[name](torch.cat([fake.detach(), real]))
+            p_fake, p_real = torch.sigmoid(logits).split([len(fake), len(real)])
             loss = loss + 0.5 * (self.criterion_.dis(p_fake, soft_labels(p_fake, 0))
                                  + self.criterion_.dis(p_real, soft_labels(p_real, 1)))
         return loss
@@ -183,7 +198,8 @@ class AdversarialISTNNet(NeuralNet):
     def train_step(self, batch, **fit_params):
         """One ISTN update, one discriminator update and, if any, one task update."""
         self._set_training(True)
-        source, target = (part.to(self.device) for part in batch[:2])
+        source, target = (part.to(self.device).contiguous(memory_format=self.memory_format)
+                          for part in batch[:2])
 
         self.discriminator_.requires_grad_(False)
         terms, fakes = self.istn_losses(source, target)
