@@ -290,12 +290,7 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
     def _images(self, X):
         X = validate_data(self, X, allow_nd=True, dtype=[np.float32, np.float64], reset=False)
         layout = image_layout(X, image_shape=self.image_shape, spatial_dims=self.spatial_dims)
-        if layout.channels != self.n_channels_ or layout.spatial != self.image_shape_:
-            raise ValueError(
-                f"X holds images with {layout.channels} channel(s) of shape {layout.spatial}, "
-                f"but the adapter was fitted on {self.n_channels_} channel(s) of shape "
-                f"{self.image_shape_}"
-            )
+        layout.check_matches(self.n_channels_, self.image_shape_, type(self).__name__)
         return np.ascontiguousarray(layout.to_images(X), dtype=np.float32), layout, X.dtype
 
     def _istn(self, direction: str) -> nn.Module:

@@ -10,8 +10,6 @@ temporary file and renamed, and read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import torch
 from skorch.callbacks import Callback
 from skorch.history import History
 
+from ._atomic import atomic_path
 from ._persistence import _history
 
 CHECKPOINT_NAME = "istn-checkpoint.pt"
@@ -68,15 +67,8 @@ class EpochCheckpoint(Callback):
         payload = {"format": FORMAT, "key": self.key, "epoch": len(net.history),
                    "states": _states(net), "history": _history(net),
                    "rng": torch.get_rng_state()}
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint.",
-                                             suffix=".tmp")
-        os.close(handle)
-        try:
+        with atomic_path(path) as temporary:
             torch.save(payload, temporary)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
 
 
 def read_checkpoint(directory, key: str) -> dict | None:

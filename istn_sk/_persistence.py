@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
-import tempfile
 from numbers import Integral
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ._atomic import atomic_path
 from ._version import __version__
 
 FORMAT = "istn-sk-model/1"
@@ -177,14 +177,8 @@ def save_model(estimator, path: str | os.PathLike, *, overwrite: bool = False) -
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {path.parent} does not exist")
     payload = _payload(estimator)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -111,12 +111,8 @@ class _TaskMixin:
         layout = image_layout(X, image_shape=self.image_shape, spatial_dims=self.spatial_dims)
         if reset:
             self.n_channels_, self.image_shape_ = layout.channels, layout.spatial
-        elif (layout.channels, layout.spatial) != (self.n_channels_, self.image_shape_):
-            raise ValueError(
-                f"X holds images with {layout.channels} channel(s) of shape {layout.spatial}, "
-                f"but {type(self).__name__} was fitted on {self.n_channels_} channel(s) of "
-                f"shape {self.image_shape_}"
-            )
+        else:
+            layout.check_matches(self.n_channels_, self.image_shape_, type(self).__name__)
         return np.ascontiguousarray(layout.to_images(X), dtype=np.float32)
 
     def fit(self, X, y, sample_domain=None, **fit_params):

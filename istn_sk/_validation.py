@@ -36,6 +36,14 @@ class ImageLayout:
         """Reshape ``(n, C, *spatial)`` images back to the user's layout."""
         return images.reshape(images.shape[0], *self.row_shape)
 
+    def check_matches(self, channels: int, spatial: tuple[int, ...], fitted_by: str) -> None:
+        """Raise ``ValueError`` unless these images have the channels and shape seen in ``fit``."""
+        if (self.channels, self.spatial) != (channels, tuple(spatial)):
+            raise ValueError(
+                f"X holds images with {self.channels} channel(s) of shape {self.spatial}, but "
+                f"{fitted_by} was fitted on {channels} channel(s) of shape {tuple(spatial)}"
+            )
+
 
 def image_layout(X: np.ndarray, *, image_shape=None, spatial_dims=None) -> ImageLayout:
     """Read the image layout of a validated array ``X``.

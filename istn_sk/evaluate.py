@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone, is_classifier
 
+from ._atomic import atomic_path
+
 DEFAULT_THRESHOLDS = (1.0, 2.5, 5.0, 10.0)
 
 
@@ -132,7 +134,6 @@ def write_report(table: pd.DataFrame, path_stem: str | os.PathLike) -> tuple[Pat
     stem = Path(path_stem)
     csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
     for path, text in ((csv_path, table.to_csv(index=False)), (md_path, to_markdown(table))):
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(text)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            temporary.write_text(text)
     return csv_path, md_path

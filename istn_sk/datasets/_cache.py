@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .._atomic import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,28 +37,9 @@ def get_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return path
 
 
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` that replaces it on success.
-
-    Readers never see a half-written file: the content is written to a
-    temporary file in the same folder, then moved over ``path`` with
-    :func:`os.replace`. The temporary file is removed on failure.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     """Write arrays to a compressed ``.npz`` file atomically."""
-    with atomic_path(path) as temporary:
+    with atomic_path(path, make_parents=True) as temporary:
         with open(temporary, "wb") as handle:
             np.savez_compressed(handle, **arrays)
 
@@ -89,6 +69,6 @@ def prepare_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> Path:
 
 def write_table(path: Path, table: pd.DataFrame) -> Path:
     """Write a data frame as a tab-separated file atomically; return ``path``."""
-    with atomic_path(path) as temporary:
+    with atomic_path(path, make_parents=True) as temporary:
         table.to_csv(temporary, sep="\t", index=False)
     return path

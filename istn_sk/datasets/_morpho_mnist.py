@@ -321,6 +321,12 @@ def _as_unit_images(images: np.ndarray, value_range: tuple[float, float]) -> np.
     return np.clip((array - low) / (high - low), 0.0, 1.0)
 
 
+def _morphologies(images: np.ndarray, value_range: tuple[float, float]):
+    """The morphometry of each digit, upscaled and binarised (see :func:`measure_thickness`)."""
+    for image in _as_unit_images(images, value_range):
+        yield _morpho.Morphology.from_binary(_morpho.binarise(_morpho.upscale(image)))
+
+
 def measure_thickness(
     images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)
 ) -> np.ndarray:
@@ -341,12 +347,7 @@ def measure_thickness(
     ndarray of float64, shape (n,)
         NaN for an empty image.
     """
-    return np.array(
-        [
-            _morpho.Morphology.from_binary(_morpho.binarise(_morpho.upscale(image))).thickness
-            for image in _as_unit_images(images, value_range)
-        ]
-    )
+    return np.array([m.thickness for m in _morphologies(images, value_range)])
 
 
 def measure_slant(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -367,9 +368,4 @@ def measure_slant(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 
     ndarray of float64, shape (n,)
         NaN for an empty image.
     """
-    return np.array(
-        [
-            _morpho.Morphology.from_binary(_morpho.binarise(_morpho.upscale(image))).slant
-            for image in _as_unit_images(images, value_range)
-        ]
-    )
+    return np.array([m.slant for m in _morphologies(images, value_range)])

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_path
+
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 PNG_SUFFIX = ".png"
 IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, PNG_SUFFIX)
@@ -230,10 +232,6 @@ def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
     return _nifti_shape(shape, path)
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
-
-
 def _save_nifti(data: np.ndarray, path: Path, like: str | os.PathLike | None,
                 intent: int | None = None) -> Path:
     import nibabel as nib
@@ -249,12 +247,8 @@ def _save_nifti(data: np.ndarray, path: Path, like: str | os.PathLike | None,
         image.set_sform(reference.get_sform(), int(reference.header["sform_code"]))
     if intent is not None:
         image.header.set_intent(intent)
-    temporary = _temporary(path)
-    try:
+    with atomic_path(path) as temporary:
         nib.save(image, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 
@@ -306,13 +300,8 @@ def write_displacement(path: str | os.PathLike, field: np.ndarray, *,
     path = Path(path)
     field = np.asarray(field, dtype=np.float32)
     if path.name.endswith(".npy"):
-        temporary = _temporary(path)
-        try:
-            with open(temporary, "wb") as stream:
-                np.save(stream, field)
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        with atomic_path(path) as temporary, open(temporary, "wb") as stream:
+            np.save(stream, field)
         return path
     if image_format(path) != "nifti":
         raise ValueError(f"{path}: displacement fields are written as .nii, .nii.gz or .npy")
