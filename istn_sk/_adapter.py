@@ -65,7 +65,13 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         Registered losses for the ISTN's adversarial term, the discriminator
         and the identity/cycle terms.
     lr : float, default=1e-3
-        Adam learning rate of ISTNs and discriminators (betas 0.5, 0.999).
+        Adam learning rate of the ISTNs (betas 0.5, 0.999), and of the
+        discriminators unless ``dis_lr`` is given.
+    dis_lr : float, optional
+        Adam learning rate of the discriminators. A discriminator that wins
+        too early (``dis_loss`` near 0, ``gan_loss`` climbing in
+        ``history_``) starves the ISTN of useful gradients; a smaller
+        ``dis_lr`` slows it down.
     batch_size : int, default=32
         Source images (and as many target images) per step.
     max_epochs : int, default=20
@@ -124,8 +130,8 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
     def __init__(self, itn=True, itn_residual=True, stn="affine", cp_spacing=4,
                  max_displacement=0.2, stn_options=None, nf=16, consistency_weight=10.0,
                  mode="unidirectional", gan_loss="bce", dis_loss="bce", idt_loss="l1", lr=1e-3,
-                 batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None, device="cpu",
-                 random_state=None, task=None, checkpoint_dir=None, callbacks=None,
+                 dis_lr=None, batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None,
+                 device="cpu", random_state=None, task=None, checkpoint_dir=None, callbacks=None,
                  verbose=0):
         self.itn = itn
         self.itn_residual = itn_residual
@@ -140,6 +146,7 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         self.dis_loss = dis_loss
         self.idt_loss = idt_loss
         self.lr = lr
+        self.dis_lr = dis_lr
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.image_shape = image_shape
@@ -336,8 +343,9 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
             consistency_weight=float(self.consistency_weight),
             memory_format=(torch.channels_last if len(layout.spatial) == 2
                            else torch.channels_last_3d),
-            lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
-            train_split=None, iterator_train__shuffle=True, device=self.device,
+            lr=self.lr, dis_lr=self.lr if self.dis_lr is None else self.dis_lr,
+            batch_size=self.batch_size, max_epochs=self.max_epochs, train_split=None,
+            iterator_train__shuffle=True, device=self.device,
             callbacks=[*self._training_callbacks(), *extra_callbacks], verbose=int(self.verbose),
             task_net=task,
         )
@@ -392,8 +400,10 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
             value = getattr(self, name)
             if not isinstance(value, Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("lr", "consistency_weight"):
+        for name in ("lr", "dis_lr", "consistency_weight"):
             value = getattr(self, name)
+            if name == "dis_lr" and value is None:
+                continue
             if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
 

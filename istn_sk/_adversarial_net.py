@@ -87,6 +87,8 @@ class AdversarialISTNNet(NeuralNet):
         The loss functions.
     consistency_weight : float
         λ: weight of the identity (½λ) and cycle (λ) terms.
+    dis_lr : float, optional
+        Learning rate of the discriminator optimizer (``lr`` when None).
     betas : tuple of float
         Adam's betas for both optimizers.
     memory_format : torch.memory_format, default=torch.contiguous_format
@@ -102,11 +104,12 @@ class AdversarialISTNNet(NeuralNet):
     """
 
     def __init__(self, module, discriminator, *, criterion, consistency_weight: float,
-                 betas: tuple[float, float] = (0.5, 0.999),
+                 dis_lr: float | None = None, betas: tuple[float, float] = (0.5, 0.999),
                  memory_format: torch.memory_format = torch.contiguous_format, task_net=None,
                  **kwargs) -> None:
         self.discriminator = discriminator
         self.consistency_weight = consistency_weight
+        self.dis_lr = dis_lr
         self.betas = betas
         self.memory_format = memory_format
         self.task_net = task_net
@@ -129,8 +132,9 @@ class AdversarialISTNNet(NeuralNet):
     def initialize_optimizer(self, *args, **kwargs):
         """Create ``optimizer_`` (ISTNs) and ``optimizer_discriminator_``."""
         self.optimizer_ = self.optimizer(self.module_.parameters(), lr=self.lr, betas=self.betas)
+        dis_lr = self.lr if self.dis_lr is None else self.dis_lr
         self.optimizer_discriminator_ = self.optimizer(self.discriminator_.parameters(),
-                                                       lr=self.lr, betas=self.betas)
+                                                       lr=dis_lr, betas=self.betas)
         return self
 
     def _adversarial(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:

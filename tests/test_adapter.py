@@ -147,6 +147,22 @@ def test_pickle_clone_and_set_params(tiny_2d):
     assert fresh.set_params(stn="bspline", cp_spacing=(3, 4)).get_params()["cp_spacing"] == (3, 4)
 
 
+@pytest.mark.parametrize("dis_lr,expected", [(None, 2e-3), (1e-4, 1e-4)])
+def test_discriminator_learning_rate_defaults_to_lr(tiny_2d, dis_lr, expected):
+    X, _, sd = tiny_2d
+    adapter = ISTNAdapter(**{**TINY, "max_epochs": 1}, lr=2e-3, dis_lr=dis_lr)
+    net = adapter.fit(X, sample_domain=sd).net_
+    assert [group["lr"] for group in net.optimizer_.param_groups] == [2e-3]
+    assert [group["lr"] for group in net.optimizer_discriminator_.param_groups] == [expected]
+
+
+def test_a_slower_discriminator_changes_training(tiny_2d):
+    X, _, sd = tiny_2d
+    default = ISTNAdapter(**TINY).fit(X, sample_domain=sd)
+    slower = ISTNAdapter(**TINY, dis_lr=1e-5).fit(X, sample_domain=sd)
+    assert slower.history_[-1, "dis_loss"] > default.history_[-1, "dis_loss"]
+
+
 @pytest.mark.parametrize("params,match", [
     (dict(stn="bsplin"), "unknown spatial_transformer stn='bsplin'.*did you mean 'bspline'"),
     (dict(gan_loss="hinge"), "unknown loss gan_loss='hinge'; registered: bce, l1, mse"),
@@ -155,6 +171,7 @@ def test_pickle_clone_and_set_params(tiny_2d):
     (dict(mode="bidirectional"), "mode must be one of"),
     (dict(itn=False, stn=None), "leaves nothing to train"),
     (dict(batch_size=0), "batch_size must be a positive integer"),
+    (dict(dis_lr=-1e-4), "dis_lr must be a non-negative number"),
 ])
 def test_bad_parameters_are_named(tiny_2d, params, match):
     X, _, sd = tiny_2d

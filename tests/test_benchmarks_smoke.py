@@ -68,7 +68,9 @@ def test_reproduce_quick_writes_tables_and_figures(tmp_path):
     assert seeds["B", "no-DA"] == 2 and seeds["B", "ITN + B-spline (8)"] == 2
     assert seeds["B", "ITN + affine"] == 1
     assert morpho["scratch"].between(0, 1).all()
-    assert (morpho.loc[morpho["method"] == "no-DA", "Δ_scratch"] == 0).all()
+    no_da = morpho[morpho["method"] == "no-DA"]
+    assert (no_da["Δ_scratch"] == 0).all()
+    assert no_da["fine_tuned"].between(0, 1).all(), "the fine-tuned-on-source control is missing"
     assert "| target | method |" in (out / "morpho-mnist.md").read_text()
 
     schemes = pd.read_csv(out / "schemes.csv")
@@ -79,9 +81,14 @@ def test_reproduce_quick_writes_tables_and_figures(tmp_path):
     brain = pd.read_csv(out / "brain.csv")
     assert set(brain["task"]) == {"sex", "age"}
     assert set(brain["direction"]) == {"camcan->ukbb", "ukbb->camcan"}
-    assert len(brain) == 2 * 2 * 5
+    assert len(brain) == 2 * 2 * (3 + 2 * 2)
+    adapted = brain[brain["model"].str.startswith("T_S2T")]
+    assert sorted(set(adapted["istn"])) == ["cyclegan", "unidirectional"]
+    assert brain.loc[~brain["model"].str.startswith("T_S2T"), "istn"].isna().all()
     assert brain.loc[brain["task"] == "sex", "accuracy"].notna().all()
     assert brain.loc[brain["task"] == "age", "mae"].notna().all()
     for name in ("schemes.md", "brain.md", "morpho-A2B-itn-affine.png",
-                 "morpho-A2D-itn-b-spline-8.png", "brain-camcan2ukbb.png"):
+                 "morpho-A2D-itn-b-spline-8.png", "brain-camcan2ukbb-unidirectional.png",
+                 "brain-ukbb2camcan-unidirectional.png", "brain-camcan2ukbb-cyclegan.png",
+                 "brain-ukbb2camcan-cyclegan.png"):
         assert (out / name).stat().st_size > 0

@@ -206,7 +206,8 @@ def test_reference_json_config_runs(shapes, tmp_path):
         "train_set": str(shapes), "test_set": str(shapes), "label_key": "label",
         "augmentation": 0, "normalizer": "None", "input_shape": [12, 12], "num_classes": 1,
         "nf": 2, "stn": "affine", "max_displacement": 0.1, "cp_spacing": [4, 4],
-        "early_stopping_epochs": 5, "learning_rate": 0.001, "cyc_weight": 10, "batch_size": 8,
+        "early_stopping_epochs": 5, "learning_rate": 0.001, "dis_lr": 0.0005, "cyc_weight": 10,
+        "batch_size": 8,
         "val_interval": 1, "epochs": 2, "gan_loss": "bce", "idt_loss": "l1", "dis_loss": "mse",
         "task_model": "", "finetune": 0, "files": [str(notes)],
     }
@@ -222,6 +223,7 @@ def test_reference_json_config_runs(shapes, tmp_path):
     assert used["max_epochs"] == 1   # the command line overrides the file
     adapter = load_model(tmp_path / "run" / "adapter.pt")
     assert (adapter.dis_loss, adapter.consistency_weight, len(adapter.history_)) == ("mse", 10, 1)
+    assert adapter.dis_lr == 0.0005
     assert (tmp_path / "run" / "files" / "notes.txt").read_text() == "copied into the run\n"
     # config.json runs again as it is
     run("fit", "--config", tmp_path / "run" / "config.json", "-o", tmp_path / "again")

@@ -9,15 +9,17 @@ Parts (``--parts``, all by default):
     DeepCORAL, and the oracle (trained on labelled target images). Image-level
     methods retrain the task model on the mapped source images from scratch
     and fine-tuned from T_S; every model is scored on the unmodified target
-    test images. The key rows (no-DA, ITN only, affine only, ITN + B-spline
-    (8), the baselines and the oracle) run for every seed of ``--seeds``, the
-    others for the first seed only.
+    test images. No-DA's fine-tuned column is the control: T_S trained as
+    many more epochs on the unmapped source images, which separates the
+    gain of the extra epochs from that of the mapping. The key rows (no-DA,
+    ITN only, affine only, ITN + B-spline (8), the baselines and the oracle)
+    run for every seed of ``--seeds``, the others for the first seed only.
 ``schemes``
     A -> B with an ITN-only ISTN: sequential retraining vs the simultaneous scheme
     (``ISTNAdapter(task=...)``), and unidirectional vs cyclegan training.
 ``brain``
     Simulated camcan / ukbb sites: sex classification and age regression in
-    both directions with a unidirectional ITN + affine ISTN.
+    both directions with ITN + affine ISTNs, unidirectional and cyclegan.
 
 Writes CSV and markdown tables and PNG figures into ``--out``. ``--quick``
 runs a tiny configuration (a handful of images, 1 epoch, nf 2) that only
@@ -85,6 +87,10 @@ class Config:
         Simulated subjects per site, cube side, held-out subjects per site.
     brain_task_epochs, brain_fine_tune_epochs, brain_istn_epochs, brain_nf : int
         Brain training settings (task and ISTN share ``brain_nf``).
+    brain_batch_size : int
+        Volumes per step for the brain task models and ISTNs.
+    brain_modes : tuple of str
+        ISTN modes of the brain part (``"unidirectional"``, ``"cyclegan"``).
     """
 
     n_train: int = 500
@@ -99,18 +105,21 @@ class Config:
     istn_lr: float = 1e-3
     consistency_weight: float = 10.0
     batch_size: int = 32
-    brain_n_per_site: int = 80
+    brain_n_per_site: int = 120
     brain_shape: int = 32
-    brain_n_test: int = 20
-    brain_task_epochs: int = 15
-    brain_fine_tune_epochs: int = 8
-    brain_istn_epochs: int = 8
+    brain_n_test: int = 30
+    brain_task_epochs: int = 30
+    brain_fine_tune_epochs: int = 15
+    brain_istn_epochs: int = 10
     brain_nf: int = 8
+    brain_batch_size: int = 8
+    brain_modes: tuple[str, ...] = ("unidirectional", "cyclegan")
 
 
 QUICK = Config(n_train=12, n_test=9, task_nf=2, task_epochs=1, fine_tune_epochs=1, istn_nf=2,
                istn_epochs=1, batch_size=8, brain_n_per_site=6, brain_shape=16, brain_n_test=2,
-               brain_task_epochs=1, brain_fine_tune_epochs=1, brain_istn_epochs=1, brain_nf=2)
+               brain_task_epochs=1, brain_fine_tune_epochs=1, brain_istn_epochs=1, brain_nf=2,
+               brain_batch_size=4)
 
 
 class Harness:
@@ -159,13 +168,18 @@ class Harness:
         return {split: load_morpho_mnist(domain, split, n, random_state=seed)
                 for split, n in (("train", c.n_train), ("test", c.n_test))}
 
+    def fine_tune(self, t_s: TaskClassifier, images: np.ndarray, labels: np.ndarray,
+                  seed: int) -> TaskClassifier:
+        """A copy of ``t_s`` trained ``fine_tune_epochs`` more on ``images``."""
+        weights = {key: value.detach().clone() for key, value in t_s.module_.state_dict().items()}
+        return self.classifier(seed, max_epochs=self.config.fine_tune_epochs,
+                               init_params=weights).fit(images, labels)
+
     def retrain(self, mapped: np.ndarray, labels: np.ndarray, t_s: TaskClassifier,
                 test: tuple[np.ndarray, np.ndarray], seed: int) -> dict[str, float]:
         """Train on mapped source images from scratch and fine-tuned from ``t_s``; score."""
-        weights = {key: value.detach().clone() for key, value in t_s.module_.state_dict().items()}
         scratch = self.classifier(seed).fit(mapped, labels)
-        tuned = self.classifier(seed, max_epochs=self.config.fine_tune_epochs,
-                                init_params=weights).fit(mapped, labels)
+        tuned = self.fine_tune(t_s, mapped, labels, seed)
         return {"scratch": task_scores(scratch, *test)["accuracy"],
                 "fine_tuned": task_scores(tuned, *test)["accuracy"]}
 
@@ -177,6 +191,7 @@ class Harness:
             source = self.morpho_data("A", seed)
             Xa, ya = source["train"]
             t_s = self.classifier(seed).fit(Xa, ya)
+            control = self.fine_tune(t_s, Xa, ya, seed)
             for target_name in self.config.targets:
                 target = self.morpho_data(target_name, seed)
                 (Xt, yt), test = target["train"], target["test"]
@@ -186,6 +201,7 @@ class Harness:
                     record = {"target": target_name, "method": method, "seed": seed}
                     if method == "no-DA":
                         record["scratch"] = task_scores(t_s, *test)["accuracy"]
+                        record["fine_tuned"] = task_scores(control, *test)["accuracy"]
                     elif method == "oracle":
                         oracle = self.classifier(seed).fit(Xt, yt)
                         record["scratch"] = task_scores(oracle, *test)["accuracy"]
@@ -252,7 +268,12 @@ class Harness:
     # ------------------------------------------------------------------ brain
 
     def brain(self) -> pd.DataFrame:
-        """Sex classification and age regression between the two simulated sites."""
+        """Sex classification and age regression between the two simulated sites.
+
+        Each mode of ``brain_modes`` maps the training images of each site to
+        the other: unidirectional ISTNs are fitted once per direction, one
+        cyclegan ISTN serves both (``transform`` and ``inverse_transform``).
+        """
         c, seed = self.config, self.seeds[0]
         self.progress(f"simulating {c.brain_n_per_site} subjects per site at {c.brain_shape}^3")
         X, sex, age, site = simulate_brain_sites(n_per_site=c.brain_n_per_site,
@@ -260,62 +281,85 @@ class Harness:
         splits = {}
         for code, name in enumerate(SITE_NAMES):
             rows = np.flatnonzero(site == code)
-            train, test = rows[:-c.brain_n_test], rows[-c.brain_n_test:]
-            splits[name] = {"train": train, "test": test}
+            splits[name] = {"train": rows[:-c.brain_n_test], "test": rows[-c.brain_n_test:]}
+        mapped = self.brain_mappings(X, splits, seed)
         tasks: dict[str, tuple[np.ndarray, Callable[..., object]]] = {
             "sex": (sex, self.brain_classifier),
             "age": (age, self.brain_regressor),
         }
         rows = []
         for source_name, target_name in (SITE_NAMES, SITE_NAMES[::-1]):
-            s, t = splits[source_name], splits[target_name]
-            clock = time.perf_counter()
-            adapter = self.adapter(seed, nf=c.brain_nf, max_epochs=c.brain_istn_epochs,
-                                   stn="affine")
-            adapter.fit(np.concatenate([X[s["train"]], X[t["train"]]]),
-                        sample_domain=np.r_[np.ones(len(s["train"]), int),
-                                            -2 * np.ones(len(t["train"]), int)])
-            self.progress(f"brain {source_name}->{target_name}: ISTN fitted in "
-                          f"{time.perf_counter() - clock:.0f} s")
-            mapped = adapter.transform(X[s["train"]])
-            write_png(self.out_dir / f"brain-{source_name}2{target_name}.png",
-                      explanation_grid(adapter.explain(X[s["test"]][:6]), X[t["test"]][:6]))
+            s, t = splits[source_name]["train"], splits[target_name]["train"]
             for task_name, (labels, make) in tasks.items():
-                t_s = make(seed).fit(X[s["train"]], labels[s["train"]])
-                weights = {key: value.detach().clone()
-                           for key, value in _network(t_s).module_.state_dict().items()}
+                t_s = make(seed).fit(X[s], labels[s])
                 models = {
-                    ("T_S", source_name): t_s,
-                    ("T_S", target_name): t_s,
-                    ("T_S2T scratch", target_name): make(seed).fit(mapped, labels[s["train"]]),
-                    ("T_S2T fine-tuned", target_name): make(
-                        seed, max_epochs=c.brain_fine_tune_epochs, init_params=weights,
-                    ).fit(mapped, labels[s["train"]]),
-                    ("T_T (oracle)", target_name): make(seed).fit(X[t["train"]],
-                                                                  labels[t["train"]]),
+                    ("T_S", "", source_name): t_s,
+                    ("T_S", "", target_name): t_s,
+                    ("T_T (oracle)", "", target_name): make(seed).fit(X[t], labels[t]),
                 }
-                for (model, evaluated_on), fitted in models.items():
+                for mode in c.brain_modes:
+                    images = mapped[mode, source_name]
+                    models["T_S2T scratch", mode, target_name] = make(seed).fit(images, labels[s])
+                    models["T_S2T fine-tuned", mode, target_name] = self.brain_fine_tune(
+                        make, t_s, images, labels[s], seed)
+                for (model, mode, evaluated_on), fitted in models.items():
                     test = splits[evaluated_on]["test"]
                     rows.append({"task": task_name, "direction": f"{source_name}->{target_name}",
-                                 "model": model, "evaluated_on": evaluated_on,
+                                 "model": model, "istn": mode, "evaluated_on": evaluated_on,
                                  **task_scores(fitted, X[test], labels[test])})
-                self.progress(f"brain {source_name}->{target_name} {task_name}: done")
+                self.progress(f"brain {source_name}->{target_name} {task_name}: "
+                              + ", ".join(_brain_summary(rows[-len(models):])))
         table = pd.DataFrame(rows)
         write_report(table, self.out_dir / "brain")
         return table
+
+    def brain_mappings(self, X: np.ndarray, splits: dict, seed: int) -> dict:
+        """Each site's training images mapped to the other site, per ISTN mode; writes figures."""
+        c = self.config
+        mapped = {}
+        for mode in c.brain_modes:
+            pairs = [SITE_NAMES] if mode == "cyclegan" else [SITE_NAMES, SITE_NAMES[::-1]]
+            for source_name, target_name in pairs:
+                s, t = splits[source_name], splits[target_name]
+                clock = time.perf_counter()
+                adapter = self.adapter(seed, nf=c.brain_nf, max_epochs=c.brain_istn_epochs,
+                                       batch_size=c.brain_batch_size, stn="affine", mode=mode)
+                adapter.fit(np.concatenate([X[s["train"]], X[t["train"]]]),
+                            sample_domain=np.r_[np.ones(len(s["train"]), int),
+                                                -2 * np.ones(len(t["train"]), int)])
+                self.progress(f"brain {mode} ISTN {source_name}->{target_name} fitted in "
+                              f"{time.perf_counter() - clock:.0f} s")
+                mapped[mode, source_name] = adapter.transform(X[s["train"]])
+                directions = [("s2t", source_name, target_name)]
+                if mode == "cyclegan":
+                    mapped[mode, target_name] = adapter.inverse_transform(X[t["train"]])
+                    directions.append(("t2s", target_name, source_name))
+                for direction, a, b in directions:
+                    parts = adapter.explain(X[splits[a]["test"]][:6], direction=direction)
+                    write_png(self.out_dir / f"brain-{a}2{b}-{mode}.png",
+                              explanation_grid(parts, X[splits[b]["test"]][:6]))
+        return mapped
+
+    def brain_fine_tune(self, make: Callable[..., object], t_s, images: np.ndarray,
+                        labels: np.ndarray, seed: int):
+        """A copy of ``t_s`` trained ``brain_fine_tune_epochs`` more on ``images``."""
+        weights = {key: value.detach().clone()
+                   for key, value in _network(t_s).module_.state_dict().items()}
+        return make(seed, max_epochs=self.config.brain_fine_tune_epochs,
+                    init_params=weights).fit(images, labels)
 
     def brain_classifier(self, seed: int, **changes) -> TaskClassifier:
         """Sex classifier on 3D volumes."""
         c = self.config
         options = {"nf": c.brain_nf, "lr": c.task_lr, "max_epochs": c.brain_task_epochs,
-                   "batch_size": c.batch_size, **changes}
+                   "batch_size": c.brain_batch_size, **changes}
         return TaskClassifier(**options, random_state=seed)
 
     def brain_regressor(self, seed: int, **changes) -> TransformedTargetRegressor:
         """Age regressor on 3D volumes, trained on standardised ages."""
         c = self.config
         options = {"nf": c.brain_nf, "lr": c.task_lr, "max_epochs": c.brain_task_epochs,
-                   "batch_size": c.batch_size, **changes}
+                   "batch_size": c.brain_batch_size, **changes}
         return TransformedTargetRegressor(TaskRegressor(**options, random_state=seed),
                                           transformer=StandardScaler())
 
@@ -323,6 +367,13 @@ class Harness:
 def _network(model):
     """The skorch net inside a task model (unwrapping a TransformedTargetRegressor)."""
     return model.regressor_ if isinstance(model, TransformedTargetRegressor) else model
+
+
+def _brain_summary(rows: list[dict]) -> list[str]:
+    """Short ``model [mode] on site: score`` strings for a progress line."""
+    metric = "accuracy" if "accuracy" in rows[0] else "mae"
+    return [f"{row['model']}{' ' + row['istn'] if row['istn'] else ''} on "
+            f"{row['evaluated_on']}: {metric} {row[metric]:.3f}" for row in rows]
 
 
 def _slug(method: str) -> str:
