@@ -152,13 +152,12 @@ class Harness:
                    "batch_size": c.batch_size, **changes}
         return TaskClassifier(**options, random_state=seed)
 
-    def adapter(self, seed: int, *, nf: int | None = None, max_epochs: int | None = None,
-                **options) -> ISTNAdapter:
-        """An ISTN adapter with the configured training settings."""
+    def adapter(self, seed: int, **options) -> ISTNAdapter:
+        """An ISTN adapter with the configured training settings, updated by ``options``."""
         c = self.config
-        return ISTNAdapter(nf=nf or c.istn_nf, max_epochs=max_epochs or c.istn_epochs,
-                           lr=c.istn_lr, consistency_weight=c.consistency_weight,
-                           batch_size=c.batch_size, random_state=seed, **options)
+        settings = {"nf": c.istn_nf, "max_epochs": c.istn_epochs, "lr": c.istn_lr,
+                    "consistency_weight": c.consistency_weight, "batch_size": c.batch_size}
+        return ISTNAdapter(**{**settings, **options}, random_state=seed)
 
     # ------------------------------------------------------------------ Morpho-MNIST
 
