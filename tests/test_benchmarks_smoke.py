@@ -74,9 +74,12 @@ def test_reproduce_quick_writes_tables_and_figures(tmp_path):
     assert "| target | method |" in (out / "morpho-mnist.md").read_text()
 
     schemes = pd.read_csv(out / "schemes.csv")
-    assert list(zip(schemes["scheme"], schemes["mode"], strict=True)) == [
-        ("sequential", "unidirectional"), ("simultaneous", "unidirectional"),
-        ("sequential", "cyclegan"), ("simultaneous", "cyclegan")]
+    assert schemes["method"].tolist() == [
+        "no-DA", "sequential, unidirectional", "simultaneous, unidirectional",
+        "sequential, cyclegan", "simultaneous, cyclegan", "oracle"]
+    assert (schemes["seeds"] == 2).all()
+    assert schemes.loc[schemes["method"].str.startswith("simultaneous"), "fine_tuned"].isna().all()
+    assert len(pd.read_csv(out / "schemes-runs.csv")) == 2 * 6
 
     brain = pd.read_csv(out / "brain.csv")
     assert set(brain["task"]) == {"sex", "age"}

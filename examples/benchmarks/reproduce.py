@@ -15,8 +15,9 @@ Parts (``--parts``, all by default):
     ITN only, affine only, ITN + B-spline (8), the baselines and the oracle)
     run for every seed of ``--seeds``, the others for the first seed only.
 ``schemes``
-    A -> B with an ITN-only ISTN: sequential retraining vs the simultaneous scheme
-    (``ISTNAdapter(task=...)``), and unidirectional vs cyclegan training.
+    A -> B with an ITN-only ISTN, every seed: sequential retraining vs the
+    simultaneous scheme (``ISTNAdapter(task=...)``), and unidirectional vs
+    cyclegan training.
 ``brain``
     Simulated camcan / ukbb sites: sex classification and age regression in
     both directions with ITN + affine ISTNs, unidirectional and cyclegan.
@@ -66,6 +67,8 @@ KEY_ROWS = ("no-DA", "ITN only", "affine only", "ITN + B-spline (8)", "histogram
             "DANN", "DeepCORAL", "oracle")
 FIGURE_ROWS = ("ITN only", "ITN + affine", "ITN + B-spline (8)")
 SCHEME_ROW = "ITN only"
+SCHEME_METHODS = ("no-DA", "sequential, unidirectional", "simultaneous, unidirectional",
+                  "sequential, cyclegan", "simultaneous, cyclegan", "oracle")
 PARTS = ("morpho", "schemes", "brain")
 MIN_GAP = 0.05
 
@@ -234,35 +237,49 @@ class Harness:
     # ------------------------------------------------------------------ schemes
 
     def schemes(self) -> pd.DataFrame:
-        """A -> B with ``SCHEME_ROW``: sequential vs simultaneous, unidirectional vs cyclegan."""
-        seed, target_name = self.seeds[0], self.config.targets[0]
-        source, target = self.morpho_data("A", seed), self.morpho_data(target_name, seed)
-        (Xa, ya), (Xt, _), test = source["train"], target["train"], target["test"]
-        X = np.concatenate([Xa, Xt])
-        sample_domain = np.r_[np.ones(len(Xa), int), -2 * np.ones(len(Xt), int)]
-        t_s = self.classifier(seed).fit(Xa, ya)
-        rows = []
-        for mode in ("unidirectional", "cyclegan"):
-            clock = time.perf_counter()
-            adapter = self.adapter(seed, mode=mode, **ISTN_ROWS[SCHEME_ROW])
-            adapter.fit(X, sample_domain=sample_domain)
-            scores = self.retrain(adapter.transform(Xa), ya, t_s, test, seed)
-            rows.append({"scheme": "sequential", "mode": mode, **scores,
-                         "seconds": time.perf_counter() - clock})
-            self.progress(f"schemes: sequential {mode}: {_format_record(rows[-1])}")
-            clock = time.perf_counter()
-            simultaneous = self.adapter(seed, mode=mode, task=self.classifier(seed),
-                                        **ISTN_ROWS[SCHEME_ROW])
-            simultaneous.fit(X, np.r_[ya, -np.ones(len(Xt), int)], sample_domain=sample_domain)
-            rows.append({"scheme": "simultaneous", "mode": mode,
-                         "scratch": task_scores(simultaneous.task_, *test)["accuracy"],
-                         "seconds": time.perf_counter() - clock})
-            self.progress(f"schemes: simultaneous {mode}: {_format_record(rows[-1])}")
-        table = pd.DataFrame(rows).rename(columns={"scratch": "accuracy (scratch)",
-                                                   "fine_tuned": "accuracy (fine-tuned)"})
-        table.insert(0, "task", f"A -> {target_name}, {SCHEME_ROW}, seed {seed}")
-        write_report(table, self.out_dir / "schemes")
-        return table
+        """A -> B with ``SCHEME_ROW``, every seed: sequential vs simultaneous, uni vs cyclegan.
+
+        Writes the per-seed runs (with no-DA and the oracle of each seed) and
+        their summary, as for Morpho-MNIST.
+        """
+        target_name = self.config.targets[0]
+        records = []
+        for seed in self.seeds:
+            source, target = self.morpho_data("A", seed), self.morpho_data(target_name, seed)
+            (Xa, ya), (Xt, yt), test = source["train"], target["train"], target["test"]
+            X = np.concatenate([Xa, Xt])
+            sample_domain = np.r_[np.ones(len(Xa), int), -2 * np.ones(len(Xt), int)]
+            t_s = self.classifier(seed).fit(Xa, ya)
+            run = {"target": target_name, "seed": seed}
+            records.append({**run, "method": "no-DA",
+                            "scratch": task_scores(t_s, *test)["accuracy"]})
+            for mode in ("unidirectional", "cyclegan"):
+                clock = time.perf_counter()
+                adapter = self.adapter(seed, mode=mode, **ISTN_ROWS[SCHEME_ROW])
+                adapter.fit(X, sample_domain=sample_domain)
+                scores = self.retrain(adapter.transform(Xa), ya, t_s, test, seed)
+                records.append({**run, "method": f"sequential, {mode}", **scores,
+                                "seconds": time.perf_counter() - clock})
+                self.progress(f"schemes seed {seed}: {records[-1]['method']}: "
+                              f"{_format_record(records[-1])}")
+                clock = time.perf_counter()
+                simultaneous = self.adapter(seed, mode=mode, task=self.classifier(seed),
+                                            **ISTN_ROWS[SCHEME_ROW])
+                simultaneous.fit(X, np.r_[ya, -np.ones(len(Xt), int)],
+                                 sample_domain=sample_domain)
+                records.append({**run, "method": f"simultaneous, {mode}",
+                                "scratch": task_scores(simultaneous.task_, *test)["accuracy"],
+                                "seconds": time.perf_counter() - clock})
+                self.progress(f"schemes seed {seed}: {records[-1]['method']}: "
+                              f"{_format_record(records[-1])}")
+            oracle = self.classifier(seed).fit(Xt, yt)
+            records.append({**run, "method": "oracle",
+                            "scratch": task_scores(oracle, *test)["accuracy"]})
+            pd.DataFrame(records).to_csv(self.out_dir / "schemes-runs.csv", index=False)
+        summary = summarise(pd.DataFrame(records), SCHEME_METHODS)
+        summary.to_csv(self.out_dir / "schemes.csv", index=False)
+        (self.out_dir / "schemes.md").write_text(to_markdown(display(summary)))
+        return display(summary)
 
     # ------------------------------------------------------------------ brain
 
@@ -384,7 +401,7 @@ def _format_record(record: dict) -> str:
     return ", ".join(f"{k} {v:.3f}" if k != "seconds" else f"{v:.0f} s" for k, v in shown.items())
 
 
-def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+def summarise(runs: pd.DataFrame, methods: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Mean ± sd over seeds per (target, method), Δ to no-DA and the recovered gap.
 
     Δ is computed per seed against that seed's no-DA accuracy and then
@@ -396,7 +413,9 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     ----------
     runs : pandas.DataFrame
         Columns ``target``, ``method``, ``seed``, ``scratch`` and optionally
-        ``fine_tuned`` (one row per run).
+        ``fine_tuned`` (one row per run), including ``no-DA`` and ``oracle``.
+    methods : tuple of str, optional
+        The methods in display order; the Morpho-MNIST rows by default.
 
     Returns
     -------
@@ -414,7 +433,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     runs["gap"] = best.reindex(key).to_numpy() - base.reindex(key).to_numpy()
     for column in ("scratch", "fine_tuned"):
         runs[f"Δ_{column}"] = runs[column] - base.reindex(key).to_numpy()
-    order = {method: i for i, method in enumerate(["no-DA", *ISTN_ROWS, *KEY_ROWS[4:]])}
+    methods = methods or ("no-DA", *ISTN_ROWS, *KEY_ROWS[4:])
+    order = {method: i for i, method in enumerate(methods)}
     rows = []
     for (target, method), group in runs.groupby(["target", "method"], sort=False):
         row = {"target": target, "method": method, "seeds": len(group)}
