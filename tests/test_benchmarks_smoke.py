@@ -90,7 +90,12 @@ def test_reproduce_quick_writes_tables_and_figures(tmp_path):
     assert brain.loc[~brain["model"].str.startswith("T_S2T"), "istn"].isna().all()
     assert brain.loc[brain["task"] == "sex", "accuracy"].notna().all()
     assert brain.loc[brain["task"] == "age", "mae"].notna().all()
-    for name in ("schemes.md", "brain.md", "morpho-A2B-itn-affine.png",
+    harmonisation = pd.read_csv(out / "harmonisation.csv")
+    assert harmonisation["istn"].tolist() == ["none (S)", "unidirectional", "cyclegan"]
+    assert harmonisation["balanced_accuracy"].between(0, 1).all()
+    assert harmonisation["ssim"].between(-1, 1).all()
+    assert harmonisation["folding fraction"].isna().tolist() == [True, False, False]
+    for name in ("schemes.md", "brain.md", "harmonisation.md", "morpho-A2B-itn-affine.png",
                  "morpho-A2D-itn-b-spline-8.png", "brain-camcan2ukbb-unidirectional.png",
                  "brain-ukbb2camcan-unidirectional.png", "brain-camcan2ukbb-cyclegan.png",
                  "brain-ukbb2camcan-cyclegan.png"):

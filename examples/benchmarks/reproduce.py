@@ -21,6 +21,10 @@ Parts (``--parts``, all by default):
 ``brain``
     Simulated camcan / ukbb sites: sex classification and age regression in
     both directions with ITN + affine ISTNs, unidirectional and cyclegan.
+``harmonisation``
+    camcan -> ukbb judged without a task model (``istn_sk.harmonisation``):
+    site classifier, intensity distance, travelling-subject MAE / PSNR /
+    SSIM, Jacobian statistics of the deformation.
 
 Writes CSV and markdown tables and PNG figures into ``--out``. ``--quick``
 runs a tiny configuration (a handful of images, 1 epoch, nf 2) that only
@@ -53,6 +57,13 @@ from istn_sk import ISTNAdapter, TaskClassifier, TaskRegressor
 from istn_sk.datasets import SITE_NAMES, load_morpho_mnist, simulate_brain_sites
 from istn_sk.evaluate import task_scores, to_markdown, write_report
 from istn_sk.figures import explanation_grid, write_png
+from istn_sk.harmonisation import (
+    folding_fraction,
+    intensity_distance,
+    jacobian_determinant,
+    paired_similarity,
+    site_classification_score,
+)
 
 ISTN_ROWS = {
     "ITN only": {"itn": True, "stn": None},
@@ -69,7 +80,7 @@ FIGURE_ROWS = ("ITN only", "ITN + affine", "ITN + B-spline (8)")
 SCHEME_ROW = "ITN only"
 SCHEME_METHODS = ("no-DA", "sequential, unidirectional", "simultaneous, unidirectional",
                   "sequential, cyclegan", "simultaneous, cyclegan", "oracle")
-PARTS = ("morpho", "schemes", "brain")
+PARTS = ("morpho", "schemes", "brain", "harmonisation")
 MIN_GAP = 0.05
 
 
@@ -94,6 +105,9 @@ class Config:
         Volumes per step for the brain task models and ISTNs.
     brain_modes : tuple of str
         ISTN modes of the brain part (``"unidirectional"``, ``"cyclegan"``).
+    brain_travelling_subjects, site_permutations : int
+        Travelling subjects (imaged at both sites) and site-classifier
+        permutations of the harmonisation part.
     """
 
     n_train: int = 500
@@ -117,12 +131,14 @@ class Config:
     brain_nf: int = 8
     brain_batch_size: int = 8
     brain_modes: tuple[str, ...] = ("unidirectional", "cyclegan")
+    brain_travelling_subjects: int = 20
+    site_permutations: int = 100
 
 
 QUICK = Config(n_train=12, n_test=9, task_nf=2, task_epochs=1, fine_tune_epochs=1, istn_nf=2,
                istn_epochs=1, batch_size=8, brain_n_per_site=6, brain_shape=16, brain_n_test=2,
                brain_task_epochs=1, brain_fine_tune_epochs=1, brain_istn_epochs=1, brain_nf=2,
-               brain_batch_size=4)
+               brain_batch_size=4, brain_travelling_subjects=2, site_permutations=4)
 
 
 class Harness:
@@ -291,13 +307,8 @@ class Harness:
         cyclegan ISTN serves both (``transform`` and ``inverse_transform``).
         """
         c, seed = self.config, self.seeds[0]
-        self.progress(f"simulating {c.brain_n_per_site} subjects per site at {c.brain_shape}^3")
-        X, sex, age, site = simulate_brain_sites(n_per_site=c.brain_n_per_site,
-                                                 shape=(c.brain_shape,) * 3, random_state=seed)
-        splits = {}
-        for code, name in enumerate(SITE_NAMES):
-            rows = np.flatnonzero(site == code)
-            splits[name] = {"train": rows[:-c.brain_n_test], "test": rows[-c.brain_n_test:]}
+        X, sex, age, site = self.brain_data(seed)
+        splits = self.brain_splits(site)
         mapped = self.brain_mappings(X, splits, seed)
         tasks: dict[str, tuple[np.ndarray, Callable[..., object]]] = {
             "sex": (sex, self.brain_classifier),
@@ -329,6 +340,22 @@ class Harness:
         write_report(table, self.out_dir / "brain")
         return table
 
+    def brain_data(self, seed: int, travelling_subjects: int = 0):
+        """The simulated sites (and travelling subjects, appended last) at the brain shape."""
+        c = self.config
+        self.progress(f"simulating {c.brain_n_per_site} subjects per site and "
+                      f"{travelling_subjects} travelling subjects at {c.brain_shape}^3")
+        return simulate_brain_sites(n_per_site=c.brain_n_per_site, shape=(c.brain_shape,) * 3,
+                                    random_state=seed, travelling_subjects=travelling_subjects)
+
+    def brain_splits(self, site: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+        """Training and held-out rows of each site's own subjects (travelling ones excluded)."""
+        c, splits = self.config, {}
+        for code, name in enumerate(SITE_NAMES):
+            rows = np.flatnonzero(site[:len(SITE_NAMES) * c.brain_n_per_site] == code)
+            splits[name] = {"train": rows[:-c.brain_n_test], "test": rows[-c.brain_n_test:]}
+        return splits
+
     def brain_mappings(self, X: np.ndarray, splits: dict, seed: int) -> dict:
         """Each site's training images mapped to the other site, per ISTN mode; writes figures."""
         c = self.config
@@ -337,14 +364,8 @@ class Harness:
             pairs = [SITE_NAMES] if mode == "cyclegan" else [SITE_NAMES, SITE_NAMES[::-1]]
             for source_name, target_name in pairs:
                 s, t = splits[source_name], splits[target_name]
-                clock = time.perf_counter()
-                adapter = self.adapter(seed, nf=c.brain_nf, max_epochs=c.brain_istn_epochs,
-                                       batch_size=c.brain_batch_size, stn="affine", mode=mode)
-                adapter.fit(np.concatenate([X[s["train"]], X[t["train"]]]),
-                            sample_domain=np.r_[np.ones(len(s["train"]), int),
-                                                -2 * np.ones(len(t["train"]), int)])
-                self.progress(f"brain {mode} ISTN {source_name}->{target_name} fitted in "
-                              f"{time.perf_counter() - clock:.0f} s")
+                adapter = self.brain_adapter(mode, X[s["train"]], X[t["train"]], seed,
+                                             f"{source_name}->{target_name}")
                 mapped[mode, source_name] = adapter.transform(X[s["train"]])
                 directions = [("s2t", source_name, target_name)]
                 if mode == "cyclegan":
@@ -356,6 +377,18 @@ class Harness:
                               explanation_grid(parts, X[splits[b]["test"]][:6]))
         return mapped
 
+    def brain_adapter(self, mode: str, source: np.ndarray, target: np.ndarray, seed: int,
+                      label: str) -> ISTNAdapter:
+        """An ITN + affine ISTN fitted from ``source`` to ``target`` volumes."""
+        c = self.config
+        clock = time.perf_counter()
+        adapter = self.adapter(seed, nf=c.brain_nf, max_epochs=c.brain_istn_epochs,
+                               batch_size=c.brain_batch_size, stn="affine", mode=mode)
+        adapter.fit(np.concatenate([source, target]),
+                    sample_domain=np.r_[np.ones(len(source), int), -2 * np.ones(len(target), int)])
+        self.progress(f"brain {mode} ISTN {label} fitted in {time.perf_counter() - clock:.0f} s")
+        return adapter
+
     def brain_fine_tune(self, make: Callable[..., object], t_s, images: np.ndarray,
                         labels: np.ndarray, seed: int):
         """A copy of ``t_s`` trained ``brain_fine_tune_epochs`` more on ``images``."""
@@ -363,6 +396,50 @@ class Harness:
                    for key, value in _network(t_s).module_.state_dict().items()}
         return make(seed, max_epochs=self.config.brain_fine_tune_epochs,
                     init_params=weights).fit(images, labels)
+
+    def harmonisation(self) -> pd.DataFrame:
+        """camcan -> ukbb measured without a task model, per ISTN mode.
+
+        For the held-out camcan subjects, unmapped and mapped by each mode's
+        ISTN: a fresh site classifier against the held-out ukbb subjects
+        (balanced accuracy, permutation p-value), the intensity Wasserstein
+        distance to them and the deformation's Jacobian statistics; for the
+        travelling subjects, MAE / PSNR / SSIM against their own ukbb scans.
+        """
+        c, seed = self.config, self.seeds[0]
+        X, _, _, site = self.brain_data(seed, c.brain_travelling_subjects)
+        splits = self.brain_splits(site)
+        travelling = np.arange(len(SITE_NAMES) * c.brain_n_per_site, len(X))
+        source_scans = travelling[site[travelling] == 0]
+        target_scans = travelling[site[travelling] == 1]
+        source, target = splits[SITE_NAMES[0]], splits[SITE_NAMES[1]]
+        maps: dict[str, ISTNAdapter | None] = {"none (S)": None}
+        for mode in c.brain_modes:
+            maps[mode] = self.brain_adapter(mode, X[source["train"]], X[target["train"]], seed,
+                                            f"{SITE_NAMES[0]}->{SITE_NAMES[1]}")
+        rows = []
+        for name, adapter in maps.items():
+            held_out, scans = X[source["test"]], X[source_scans]
+            if adapter is not None:
+                held_out, scans = adapter.transform(held_out), adapter.transform(scans)
+            row = {"istn": name, **site_classification_score(
+                held_out, X[target["test"]], cv=min(5, c.brain_n_test),
+                n_permutations=c.site_permutations, random_state=seed)}
+            row["intensity distance"] = intensity_distance(held_out, X[target["test"]])
+            row.update(paired_similarity(scans, X[target_scans]).mean().to_dict())
+            if adapter is not None:
+                displacement = adapter.explain(X[source["test"]])["displacement"]
+                determinant = jacobian_determinant(displacement)
+                row["jacobian mean"] = float(determinant.mean())
+                row["jacobian sd"] = float(determinant.std())
+                row["folding fraction"] = float(folding_fraction(displacement).mean())
+            rows.append(row)
+            self.progress(f"harmonisation {name}: " + ", ".join(
+                f"{key} {value:.3f}" for key, value in row.items() if key != "istn"))
+        table = pd.DataFrame(rows)
+        table.insert(0, "direction", f"{SITE_NAMES[0]}->{SITE_NAMES[1]}")
+        write_report(table, self.out_dir / "harmonisation")
+        return table
 
     def brain_classifier(self, seed: int, **changes) -> TaskClassifier:
         """Sex classifier on 3D volumes."""

@@ -1,0 +1,227 @@
+"""How well images are harmonised, without a task model: the measures reviewers ask for.
+
+* :func:`site_classification_score`: can a fresh classifier still tell two
+  image sets apart? Balanced accuracy near 0.5 (and a large permutation
+  p-value) means the site is no longer visible.
+* :func:`intensity_distance`: Wasserstein distance between the intensity
+  distributions of two image sets.
+* :func:`paired_similarity`: MAE, PSNR and SSIM of each image against its
+  paired ground truth (travelling subjects: the same subject at the target
+  site).
+* :func:`jacobian_determinant` and :func:`folding_fraction`: how a
+  displacement field (``ISTNAdapter.explain(X)["displacement"]``) changes
+  local volume, and where it folds space.
+
+Image sets are arrays ``(n, C, *spatial)``, 2D or 3D, as the estimators take
+them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage, stats
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, permutation_test_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+__all__ = [
+    "folding_fraction",
+    "intensity_distance",
+    "jacobian_determinant",
+    "paired_similarity",
+    "site_classification_score",
+]
+
+
+def site_classification_score(images_a, images_b, *, pool: int = 4, cv: int = 5,
+                              n_permutations: int = 100,
+                              random_state: int | None = 0) -> dict[str, float]:
+    """Cross-validated balanced accuracy of a linear classifier telling two image sets apart.
+
+    The images are average-pooled by ``pool`` along every spatial axis,
+    standardised and classified by an L2 logistic regression; a permutation
+    test (labels shuffled ``n_permutations`` times) gives the p-value of the
+    score against chance.
+
+    Parameters
+    ----------
+    images_a, images_b : array-like, shape (n_a, C, *spatial) and (n_b, C, *spatial)
+        The two sets, e.g. S2T and T, with the same image shape.
+    pool : int, default=4
+        Pooling factor per spatial axis (1 keeps every voxel).
+    cv : int, default=5
+        Stratified folds.
+    n_permutations : int, default=100
+    random_state : int or None, default=0
+        Seeds the folds and the permutations.
+
+    Returns
+    -------
+    dict
+        ``balanced_accuracy`` (0.5 is chance), ``p_value`` and
+        ``permutation_mean`` (the mean score under shuffled labels).
+    """
+    a, b = _pair_of_sets(images_a, images_b)
+    features = np.concatenate([_pooled(a, pool), _pooled(b, pool)])
+    labels = np.r_[np.zeros(len(a), int), np.ones(len(b), int)]
+    if min(len(a), len(b)) < cv:
+        raise ValueError(f"site_classification_score needs at least cv={cv} images per set, "
+                         f"got {len(a)} and {len(b)}")
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    score, permuted, p_value = permutation_test_score(
+        model, features, labels, scoring="balanced_accuracy",
+        cv=StratifiedKFold(cv, shuffle=True, random_state=random_state),
+        n_permutations=n_permutations, random_state=random_state,
+    )
+    return {"balanced_accuracy": float(score), "p_value": float(p_value),
+            "permutation_mean": float(np.mean(permuted))}
+
+
+def intensity_distance(images_a, images_b, *, mask_a=None, mask_b=None) -> float:
+    """1-D Wasserstein distance between the voxel intensities of two image sets.
+
+    Parameters
+    ----------
+    images_a, images_b : array-like
+        Image sets (any shapes); all their voxels are pooled.
+    mask_a, mask_b : array-like of bool, optional
+        Voxels to keep, broadcastable to each set (e.g. brain masks).
+
+    Returns
+    -------
+    float
+        In intensity units; 0 for identical distributions.
+    """
+    values = []
+    for images, mask, name in ((images_a, mask_a, "images_a"), (images_b, mask_b, "images_b")):
+        images = _finite(images, name)
+        if mask is None:
+            kept = images.ravel()
+        else:
+            kept = images[np.broadcast_to(np.asarray(mask, bool), images.shape)]
+        if kept.size == 0:
+            raise ValueError(f"the mask of {name} keeps no voxel")
+        values.append(kept)
+    return float(stats.wasserstein_distance(*values))
+
+
+def paired_similarity(images, references, *, data_range: float = 2.0,
+                      sigma: float = 1.5) -> pd.DataFrame:
+    """MAE, PSNR and SSIM of each image against its paired reference.
+
+    SSIM follows Wang et al. (2004) with a Gaussian window of ``sigma`` voxels
+    and ``K1, K2 = 0.01, 0.03``, averaged over the image (and channels).
+
+    Parameters
+    ----------
+    images, references : array-like, shape (n, C, *spatial)
+        Row ``i`` of ``images`` (e.g. S2T of a travelling subject's source
+        scan) is compared with row ``i`` of ``references`` (the same
+        subject's target scan).
+    data_range : float, default=2.0
+        Intensity range, 2 for images in [-1, 1].
+    sigma : float, default=1.5
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair: ``mae``, ``psnr`` (dB; inf for identical images),
+        ``ssim`` (1 for identical images).
+    """
+    images, references = _pair_of_sets(images, references, paired=True)
+    rows = []
+    for image, reference in zip(images, references, strict=True):
+        error = image - reference
+        mse = float(np.mean(error**2))
+        rows.append({
+            "mae": float(np.mean(np.abs(error))),
+            "psnr": float(10 * np.log10(data_range**2 / mse)) if mse > 0 else np.inf,
+            "ssim": float(np.mean([_ssim(x, y, data_range, sigma)
+                                   for x, y in zip(image, reference, strict=True)])),
+        })
+    return pd.DataFrame(rows)
+
+
+def jacobian_determinant(displacement) -> np.ndarray:
+    """Jacobian determinant of ``x -> x + u(x)`` for voxel displacement fields.
+
+    Parameters
+    ----------
+    displacement : array-like, shape (n, D, *spatial)
+        Displacements in voxels, channel ``i`` along spatial axis ``i``
+        (what ``ISTNAdapter.explain`` returns), D = 2 or 3.
+
+    Returns
+    -------
+    ndarray, shape (n, *spatial)
+        1 where volume is kept, > 1 where it grows, <= 0 where space folds.
+        Derivatives are central differences (one-sided at the borders).
+    """
+    field = _finite(displacement, "displacement")
+    if field.ndim < 4 or field.shape[1] != field.ndim - 2 or field.shape[1] not in (2, 3):
+        raise ValueError(f"displacement must have shape (n, D, *spatial) with D = 2 or 3 "
+                         f"spatial axes, got {field.shape}")
+    dims = field.shape[1]
+    jacobian = np.empty((field.shape[0], *field.shape[2:], dims, dims))
+    for i in range(dims):
+        for j, derivative in enumerate(np.gradient(field[:, i], axis=tuple(range(1, dims + 1)))):
+            jacobian[..., i, j] = derivative + (i == j)
+    return np.linalg.det(jacobian)
+
+
+def folding_fraction(displacement) -> np.ndarray:
+    """Fraction of each field's voxels where space folds (Jacobian determinant <= 0).
+
+    Parameters
+    ----------
+    displacement : array-like, shape (n, D, *spatial)
+
+    Returns
+    -------
+    ndarray, shape (n,)
+    """
+    determinant = jacobian_determinant(displacement)
+    return (determinant <= 0).reshape(len(determinant), -1).mean(axis=1)
+
+
+def _ssim(x: np.ndarray, y: np.ndarray, data_range: float, sigma: float) -> float:
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = ndimage.gaussian_filter(x, sigma), ndimage.gaussian_filter(y, sigma)
+    var_x = ndimage.gaussian_filter(x * x, sigma) - mu_x**2
+    var_y = ndimage.gaussian_filter(y * y, sigma) - mu_y**2
+    covariance = ndimage.gaussian_filter(x * y, sigma) - mu_x * mu_y
+    index = ((2 * mu_x * mu_y + c1) * (2 * covariance + c2)
+             / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)))
+    return float(index.mean())
+
+
+def _pooled(images: np.ndarray, pool: int) -> np.ndarray:
+    if pool < 1:
+        raise ValueError(f"pool must be a positive integer, got {pool!r}")
+    spatial = images.shape[2:]
+    cropped = images[(slice(None), slice(None),
+                      *(slice(0, size - size % pool) for size in spatial))]
+    shape = [images.shape[0], images.shape[1]]
+    for size in cropped.shape[2:]:
+        shape += [size // pool, pool]
+    pooled = cropped.reshape(shape).mean(axis=tuple(range(3, len(shape), 2)))
+    return pooled.reshape(len(images), -1)
+
+
+def _pair_of_sets(a, b, paired: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _finite(a, "first image set"), _finite(b, "second image set")
+    if a.ndim not in (4, 5) or a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"image sets must be (n, C, *spatial) arrays of one image shape, got "
+                         f"{a.shape} and {b.shape}")
+    if paired and len(a) != len(b):
+        raise ValueError(f"paired image sets need as many rows, got {len(a)} and {len(b)}")
+    return a, b
+
+
+def _finite(values, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return array

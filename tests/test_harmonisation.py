@@ -1,0 +1,106 @@
+"""Harmonisation measures: site removal, intensity distance, paired similarity, folding."""
+
+import numpy as np
+import pytest
+
+from istn_sk import ISTNAdapter
+from istn_sk._synthetic import make_shifted_shapes
+from istn_sk.harmonisation import (
+    folding_fraction,
+    intensity_distance,
+    jacobian_determinant,
+    paired_similarity,
+    site_classification_score,
+)
+
+
+@pytest.fixture(scope="module")
+def noise():
+    return np.random.default_rng(0).normal(0.0, 0.3, size=(40, 1, 8, 8, 8))
+
+
+def test_a_visible_site_is_classified_and_an_invisible_one_is_chance(noise):
+    same = site_classification_score(noise[:20], noise[20:], pool=2, n_permutations=19)
+    assert 0.3 <= same["balanced_accuracy"] <= 0.7
+    assert same["p_value"] > 0.05
+    shifted = site_classification_score(noise[:20], noise[20:] + 0.2, pool=2, n_permutations=19)
+    assert shifted["balanced_accuracy"] == 1.0
+    assert shifted["p_value"] == pytest.approx(1 / 20)
+    assert 0.3 <= shifted["permutation_mean"] <= 0.7
+
+
+def test_intensity_distance_of_a_shift_is_the_shift(noise):
+    assert intensity_distance(noise, noise) == 0.0
+    assert intensity_distance(noise, noise + 0.25) == pytest.approx(0.25)
+
+
+def test_intensity_distance_reads_only_masked_voxels(noise):
+    changed = noise.copy()
+    changed[..., :4] += 5.0
+    mask = np.zeros(noise.shape[2:], bool)
+    mask[..., 4:] = True
+    assert intensity_distance(noise, changed, mask_a=mask, mask_b=mask) == 0.0
+    assert intensity_distance(noise, changed) > 2.0
+    with pytest.raises(ValueError, match="mask of images_b keeps no voxel"):
+        intensity_distance(noise, changed, mask_b=np.zeros_like(mask))
+
+
+def test_paired_similarity_of_identical_and_offset_images(noise):
+    same = paired_similarity(noise[:3], noise[:3])
+    assert same["mae"].tolist() == [0.0] * 3
+    assert np.isinf(same["psnr"]).all()
+    np.testing.assert_allclose(same["ssim"], 1.0)
+    offset = paired_similarity(noise[:3], noise[:3] + 0.1)
+    np.testing.assert_allclose(offset["mae"], 0.1)
+    np.testing.assert_allclose(offset["psnr"], 10 * np.log10(4 / 0.01))
+    assert (offset["ssim"] < 1).all()
+    perturbed = noise[:3] + np.random.default_rng(1).normal(0.0, 0.05, size=noise[:3].shape)
+    unrelated = paired_similarity(noise[:3], noise[3:6])["ssim"]
+    assert (unrelated.abs() < 0.1).all()
+    assert (paired_similarity(noise[:3], perturbed)["ssim"] > 0.8).all()
+
+
+def test_ssim_agrees_with_scikit_image():
+    metrics = pytest.importorskip("skimage.metrics")
+    rng = np.random.default_rng(1)
+    x = np.clip(rng.normal(0, 0.4, (32, 32)), -1, 1)
+    y = np.clip(x + rng.normal(0, 0.2, (32, 32)), -1, 1)
+    ours = paired_similarity(x[None, None], y[None, None])["ssim"].item()
+    theirs = metrics.structural_similarity(x, y, data_range=2.0, gaussian_weights=True,
+                                           sigma=1.5, use_sample_covariance=False)
+    assert ours == pytest.approx(theirs, abs=0.03)
+
+
+def test_jacobian_of_identity_scaling_and_fold():
+    grid = np.stack(np.meshgrid(*(np.arange(6.0),) * 3, indexing="ij"))[None]
+    np.testing.assert_allclose(jacobian_determinant(np.zeros_like(grid)), 1.0)
+    np.testing.assert_allclose(jacobian_determinant(0.1 * grid), 1.1**3)
+    folded = np.zeros_like(grid)
+    folded[:, 0] = -2.0 * grid[:, 0]
+    np.testing.assert_allclose(jacobian_determinant(folded), -1.0)
+    assert folding_fraction(np.concatenate([0.1 * grid, folded])).tolist() == [0.0, 1.0]
+
+
+def test_a_fitted_affine_istn_does_not_fold():
+    X, _, sd = make_shifted_shapes(48, (16, 16), shift=2.0, random_state=0)
+    adapter = ISTNAdapter(stn="affine", nf=4, max_epochs=2, random_state=0)
+    displacement = adapter.fit(X, sample_domain=sd).explain(X[sd > 0])["displacement"]
+    determinant = jacobian_determinant(displacement)
+    assert determinant.shape == (int((sd > 0).sum()), 16, 16)
+    assert folding_fraction(displacement).max() == 0.0
+    # an affine map has one determinant per image
+    per_image = determinant.reshape(len(determinant), -1)
+    np.testing.assert_allclose(per_image, np.broadcast_to(per_image[:, :1], per_image.shape),
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda x: intensity_distance(x * np.nan, x), "images_a contains NaN"),
+    (lambda x: paired_similarity(x[:2], x[:3]), "need as many rows, got 2 and 3"),
+    (lambda x: paired_similarity(x, x[:, :, :4]), "one image shape"),
+    (lambda x: site_classification_score(x[:3], x[3:6]), "at least cv=5 images per set"),
+    (lambda x: jacobian_determinant(x), r"displacement must have shape \(n, D, \*spatial\)"),
+])
+def test_bad_inputs_are_named(noise, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(noise)
