@@ -50,7 +50,7 @@ def test_reproduce_quick_writes_tables_and_figures(tmp_path):
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "reproduce.py"), "--quick", "--seeds", "0", "1",
          "--targets", "B", "D", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=110, check=False,
+        capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -90,12 +90,21 @@ def test_reproduce_quick_writes_tables_and_figures(tmp_path):
     assert brain.loc[~brain["model"].str.startswith("T_S2T"), "istn"].isna().all()
     assert brain.loc[brain["task"] == "sex", "accuracy"].notna().all()
     assert brain.loc[brain["task"] == "age", "mae"].notna().all()
+    selection = pd.read_csv(out / "selection-runs.csv")
+    runs = sorted(zip(selection["seed"], selection["istn epochs"], strict=True))
+    assert runs == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert selection["domain confusion"].between(0, 1).all()
+    picked = pd.read_csv(out / "selection.csv")
+    assert picked["seed"].tolist() == [0, 1]
+    assert (picked["picked accuracy"] <= picked["best accuracy"]).all()
+
     harmonisation = pd.read_csv(out / "harmonisation.csv")
     assert harmonisation["istn"].tolist() == ["none (S)", "unidirectional", "cyclegan"]
     assert harmonisation["balanced_accuracy"].between(0, 1).all()
     assert harmonisation["ssim"].between(-1, 1).all()
     assert harmonisation["folding fraction"].isna().tolist() == [True, False, False]
-    for name in ("schemes.md", "brain.md", "harmonisation.md", "morpho-A2B-itn-affine.png",
+    for name in ("schemes.md", "brain.md", "harmonisation.md", "selection.md",
+                 "morpho-A2B-itn-affine.png",
                  "morpho-A2D-itn-b-spline-8.png", "brain-camcan2ukbb-unidirectional.png",
                  "brain-ukbb2camcan-unidirectional.png", "brain-camcan2ukbb-cyclegan.png",
                  "brain-ukbb2camcan-cyclegan.png"):

@@ -18,6 +18,10 @@ Parts (``--parts``, all by default):
     A -> B with an ITN-only ISTN, every seed: sequential retraining vs the
     simultaneous scheme (``ISTNAdapter(task=...)``), and unidirectional vs
     cyclegan training.
+``selection``
+    A -> B, ITN only, every seed, ISTNs trained for several epoch counts: does
+    the label-free ``DomainConfusionScorer`` pick the one whose S2T trains the
+    best task model?
 ``brain``
     Simulated camcan / ukbb sites: sex classification and age regression in
     both directions with ITN + affine ISTNs, unidirectional and cyclegan.
@@ -64,6 +68,7 @@ from istn_sk.harmonisation import (
     paired_similarity,
     site_classification_score,
 )
+from istn_sk.scoring import DomainConfusionScorer
 
 ISTN_ROWS = {
     "ITN only": {"itn": True, "stn": None},
@@ -80,7 +85,7 @@ FIGURE_ROWS = ("ITN only", "ITN + affine", "ITN + B-spline (8)")
 SCHEME_ROW = "ITN only"
 SCHEME_METHODS = ("no-DA", "sequential, unidirectional", "simultaneous, unidirectional",
                   "sequential, cyclegan", "simultaneous, cyclegan", "oracle")
-PARTS = ("morpho", "schemes", "brain", "harmonisation")
+PARTS = ("morpho", "schemes", "selection", "brain", "harmonisation")
 MIN_GAP = 0.05
 
 
@@ -108,6 +113,8 @@ class Config:
     brain_travelling_subjects, site_permutations : int
         Travelling subjects (imaged at both sites) and site-classifier
         permutations of the harmonisation part.
+    selection_epochs : tuple of int
+        ISTN epoch counts compared by the selection part.
     """
 
     n_train: int = 500
@@ -133,12 +140,14 @@ class Config:
     brain_modes: tuple[str, ...] = ("unidirectional", "cyclegan")
     brain_travelling_subjects: int = 20
     site_permutations: int = 100
+    selection_epochs: tuple[int, ...] = (5, 10, 20)
 
 
 QUICK = Config(n_train=12, n_test=9, task_nf=2, task_epochs=1, fine_tune_epochs=1, istn_nf=2,
                istn_epochs=1, batch_size=8, brain_n_per_site=6, brain_shape=16, brain_n_test=2,
                brain_task_epochs=1, brain_fine_tune_epochs=1, brain_istn_epochs=1, brain_nf=2,
-               brain_batch_size=4, brain_travelling_subjects=2, site_permutations=4)
+               brain_batch_size=4, brain_travelling_subjects=2, site_permutations=4,
+               selection_epochs=(1, 2))
 
 
 class Harness:
@@ -296,6 +305,52 @@ class Harness:
         summary.to_csv(self.out_dir / "schemes.csv", index=False)
         (self.out_dir / "schemes.md").write_text(to_markdown(display(summary)))
         return display(summary)
+
+    # ------------------------------------------------------------------ selection
+
+    def selection(self) -> pd.DataFrame:
+        """Does an unsupervised score pick good ISTNs? A -> B, ITN only, several epoch counts.
+
+        For every seed and ``selection_epochs``: the :class:`DomainConfusionScorer`
+        of the fitted adapter on the unlabelled test images (A test mapped, B
+        test) and the accuracy on B of a task model trained from scratch on
+        A2B. Writes the runs and, per seed, the epochs the scorer would pick.
+        """
+        c, target_name = self.config, self.config.targets[0]
+        scorer = DomainConfusionScorer()
+        records = []
+        for seed in self.seeds:
+            source, target = self.morpho_data("A", seed), self.morpho_data(target_name, seed)
+            (Xa, ya), (Xt, _), test = source["train"], target["train"], target["test"]
+            unlabelled = np.concatenate([source["test"][0], test[0]])
+            domains = np.r_[np.ones(len(source["test"][0]), int), -2 * np.ones(len(test[0]), int)]
+            for epochs in c.selection_epochs:
+                adapter = self.adapter(seed, max_epochs=epochs, **ISTN_ROWS[SCHEME_ROW])
+                adapter.fit(np.concatenate([Xa, Xt]),
+                            sample_domain=np.r_[np.ones(len(Xa), int), -2 * np.ones(len(Xt), int)])
+                task = self.classifier(seed).fit(adapter.transform(Xa), ya)
+                records.append({
+                    "target": target_name, "seed": seed, "istn epochs": epochs,
+                    "domain confusion": scorer(adapter, unlabelled, sample_domain=domains),
+                    "accuracy": task_scores(task, *test)["accuracy"],
+                })
+                self.progress(f"selection seed {seed}, {epochs} epochs: " + ", ".join(
+                    f"{key} {records[-1][key]:.3f}" for key in ("domain confusion", "accuracy")))
+        runs = pd.DataFrame(records)
+        runs.to_csv(self.out_dir / "selection-runs.csv", index=False)
+        picked = runs.loc[runs.groupby("seed")["domain confusion"].idxmax()]
+        best = runs.groupby("seed")["accuracy"].max()
+        table = pd.DataFrame({
+            "seed": picked["seed"].to_numpy(),
+            "picked epochs": picked["istn epochs"].to_numpy(),
+            "picked accuracy": picked["accuracy"].to_numpy(),
+            "best accuracy": best.loc[picked["seed"]].to_numpy(),
+            "spearman (confusion, accuracy)": [
+                runs[runs["seed"] == seed][["domain confusion", "accuracy"]]
+                .corr(method="spearman").iloc[0, 1] for seed in picked["seed"]],
+        })
+        write_report(table, self.out_dir / "selection")
+        return table
 
     # ------------------------------------------------------------------ brain
 
