@@ -343,7 +343,7 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
             consistency_weight=float(self.consistency_weight),
             memory_format=(torch.channels_last if len(layout.spatial) == 2
                            else torch.channels_last_3d),
-            lr=self.lr, dis_lr=self.lr if self.dis_lr is None else self.dis_lr,
+            lr=self.lr, dis_lr=self.dis_lr,
             batch_size=self.batch_size, max_epochs=self.max_epochs, train_split=None,
             iterator_train__shuffle=True, device=self.device,
             callbacks=[*self._training_callbacks(), *extra_callbacks], verbose=int(self.verbose),
