@@ -79,6 +79,9 @@ def population(n_per_site: int, travelling_subjects: int, random_state: int) -> 
     Ages, sexes and random streams are drawn so that the scans for ``n`` are
     the first ones for any larger ``n``.
     """
+    n_per_site = _check_count("n_per_site", n_per_site, 1)
+    travelling_subjects = _check_count("travelling_subjects", travelling_subjects, 0)
+    random_state = int(random_state)
     scans = []
     for site_index, site in enumerate(SITES):
         rng = np.random.default_rng(np.random.SeedSequence([random_state, 24, site_index]))
@@ -188,11 +191,7 @@ def simulate_brain_sites(
         0 ``camcan``, 1 ``ukbb``.
     """
     shape = _check_shape(shape)
-    scans = population(
-        _check_count("n_per_site", n_per_site, 1),
-        _check_count("travelling_subjects", travelling_subjects, 0),
-        int(random_state),
-    )
+    scans = population(n_per_site, travelling_subjects, random_state)
     results = parallel_map(
         simulate_scan,
         [(spec, shape) for spec in scans],
@@ -266,11 +265,7 @@ def make_brain_sites(
     import pandas as pd
 
     shape = _check_shape(shape)
-    scans = population(
-        _check_count("n_per_site", n_per_site, 1),
-        _check_count("travelling_subjects", travelling_subjects, 0),
-        int(random_state),
-    )
+    scans = population(n_per_site, travelling_subjects, random_state)
     out_dir = prepare_out_dir(out_dir, overwrite)
     for folder in ("images", "masks"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
