@@ -198,9 +198,8 @@ class Harness:
     def fine_tune(self, t_s: TaskClassifier, images: np.ndarray, labels: np.ndarray,
                   seed: int) -> TaskClassifier:
         """A copy of ``t_s`` trained ``fine_tune_epochs`` more on ``images``."""
-        weights = {key: value.detach().clone() for key, value in t_s.module_.state_dict().items()}
         return self.classifier(seed, max_epochs=self.config.fine_tune_epochs,
-                               init_params=weights).fit(images, labels)
+                               init_params=_weights(t_s)).fit(images, labels)
 
     def retrain(self, mapped: np.ndarray, labels: np.ndarray, t_s: TaskClassifier,
                 test: tuple[np.ndarray, np.ndarray], seed: int) -> dict[str, float]:
@@ -447,10 +446,8 @@ class Harness:
     def brain_fine_tune(self, make: Callable[..., object], t_s, images: np.ndarray,
                         labels: np.ndarray, seed: int):
         """A copy of ``t_s`` trained ``brain_fine_tune_epochs`` more on ``images``."""
-        weights = {key: value.detach().clone()
-                   for key, value in _network(t_s).module_.state_dict().items()}
         return make(seed, max_epochs=self.config.brain_fine_tune_epochs,
-                    init_params=weights).fit(images, labels)
+                    init_params=_weights(t_s)).fit(images, labels)
 
     def harmonisation(self) -> pd.DataFrame:
         """camcan -> ukbb measured without a task model, per ISTN mode.
@@ -496,25 +493,27 @@ class Harness:
         write_report(table, self.out_dir / "harmonisation")
         return table
 
+    def brain_task_options(self, seed: int, **changes) -> dict:
+        """Settings of the brain task models, updated by ``changes``."""
+        c = self.config
+        return {"nf": c.brain_nf, "lr": c.task_lr, "max_epochs": c.brain_task_epochs,
+                "batch_size": c.brain_batch_size, "random_state": seed, **changes}
+
     def brain_classifier(self, seed: int, **changes) -> TaskClassifier:
         """Sex classifier on 3D volumes."""
-        c = self.config
-        options = {"nf": c.brain_nf, "lr": c.task_lr, "max_epochs": c.brain_task_epochs,
-                   "batch_size": c.brain_batch_size, **changes}
-        return TaskClassifier(**options, random_state=seed)
+        return TaskClassifier(**self.brain_task_options(seed, **changes))
 
     def brain_regressor(self, seed: int, **changes) -> TransformedTargetRegressor:
         """Age regressor on 3D volumes, trained on standardised ages."""
-        c = self.config
-        options = {"nf": c.brain_nf, "lr": c.task_lr, "max_epochs": c.brain_task_epochs,
-                   "batch_size": c.brain_batch_size, **changes}
-        return TransformedTargetRegressor(TaskRegressor(**options, random_state=seed),
+        return TransformedTargetRegressor(TaskRegressor(**self.brain_task_options(seed, **changes)),
                                           transformer=StandardScaler())
 
 
-def _network(model):
-    """The skorch net inside a task model (unwrapping a TransformedTargetRegressor)."""
-    return model.regressor_ if isinstance(model, TransformedTargetRegressor) else model
+def _weights(model) -> dict:
+    """A copy of the task model's weights (unwrapping a TransformedTargetRegressor)."""
+    if isinstance(model, TransformedTargetRegressor):
+        model = model.regressor_
+    return {key: value.detach().clone() for key, value in model.module_.state_dict().items()}
 
 
 def _brain_summary(rows: list[dict]) -> list[str]:
