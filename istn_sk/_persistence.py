@@ -2,14 +2,19 @@
 
 A model file holds only tensors and plain data (numbers, strings, lists,
 dicts), written with ``torch.save`` and read back with
-``torch.load(weights_only=True)``, so loading a file from an untrusted
+``torch.load(weights_only=True)``, so unpickling a file from an untrusted
 source cannot run code: a file carrying any other object is refused.
+
 Estimators are rebuilt from their parameters, then their weights are loaded.
+The classes a file may name form a fixed table
+(:func:`~istn_sk._records.rebuildable_classes`): the three estimators and the
+task networks, optimizers and losses they are built from; never a function.
+Loading first checks the whole record tree against that table and refuses
+the file before anything is constructed or called.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
 from numbers import Integral
@@ -20,29 +25,21 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._atomic import atomic_path
+from ._records import (
+    TASK_FIELDS,
+    TASK_PARAMS,
+    UNSAVED_PARAMS,
+    build,
+    build_task,
+    class_name,
+    field,
+    lookup,
+    plan_adapter,
+    plan_task,
+)
 from ._version import __version__
 
 FORMAT = "istn-sk-model/1"
-_TRUSTED_CLASS_PREFIXES = ("torch.", "istn_sk.")
-_TASK_FIELDS = ("n_channels_", "image_shape_", "n_outputs_", "n_features_in_")
-
-
-def _class_name(cls: type) -> str:
-    name = f"{cls.__module__}.{cls.__qualname__}"
-    if not name.startswith(_TRUSTED_CLASS_PREFIXES):
-        raise ValueError(f"cannot save a model built on {name}: only torch and istn_sk classes "
-                         "are rebuilt on loading; save the module's state_dict yourself")
-    return name
-
-
-def _import_class(name: str) -> type:
-    if not name.startswith(_TRUSTED_CLASS_PREFIXES):
-        raise ValueError(f"model file names the class {name!r}, which is neither a torch nor an "
-                         "istn_sk class; refusing to import it")
-    module, _, attribute = name.rpartition(".")
-    return getattr(importlib.import_module(module), attribute)
-
-
 def _plain(value):
     """Parameters as plain data; estimators and classes become tagged dicts."""
     if value is None or isinstance(value, (bool, str, float)):
@@ -56,9 +53,9 @@ def _plain(value):
     if isinstance(value, dict):
         return {"__dict__": {str(k): _plain(v) for k, v in value.items()}}
     if isinstance(value, type):
-        return {"__class__": _class_name(value)}
+        return {"__class__": class_name(value, "component")}
     if hasattr(value, "get_params"):
-        return {"__estimator__": _class_name(type(value)),
+        return {"__estimator__": class_name(type(value), "task"),
                 "params": _estimator_params(value)}
     if isinstance(value, np.random.RandomState):
         return None
@@ -68,45 +65,24 @@ def _plain(value):
                      "as plain data")
 
 
-def _restore(value):
-    if not isinstance(value, dict):
-        return value
-    if "__sequence__" in value:
-        items = [_restore(v) for v in value["items"]]
-        return tuple(items) if value["__sequence__"] == "tuple" else items
-    if "__dict__" in value:
-        return {k: _restore(v) for k, v in value["__dict__"].items()}
-    if "__class__" in value:
-        return _import_class(value["__class__"])
-    if "__estimator__" in value:
-        return _import_class(value["__estimator__"])(**{k: _restore(v) for k, v
-                                                        in value["params"].items()})
-    raise ValueError(f"unreadable parameter record {sorted(value)}")
-
-
 def _estimator_params(estimator) -> dict:
     """The constructor parameters worth saving: training-time callbacks and seeds are not."""
     from ._task import _TaskMixin
 
     params = estimator.get_params(deep=False)
     if isinstance(estimator, _TaskMixin):
-        keep = ("module", "nf", "lr", "max_epochs", "batch_size", "optimizer", "criterion",
-                "image_shape", "spatial_dims", "random_state", "device", "verbose")
-        params = {k: params[k] for k in keep}
-        params.update({k: v for k, v in estimator.get_params(deep=False).items()
-                       if k.startswith("module__")})
-    params.pop("callbacks", None)
-    params.pop("init_params", None)
-    return {k: _plain(v) for k, v in params.items()}
+        params = {k: v for k, v in params.items()
+                  if k in TASK_PARAMS or k.startswith("module__")}
+    return {k: _plain(v) for k, v in params.items() if k not in UNSAVED_PARAMS}
 
 
 def _task_record(task) -> dict:
-    fitted = {name: _plain(getattr(task, name)) for name in _TASK_FIELDS}
+    fitted = {name: _plain(getattr(task, name)) for name in TASK_FIELDS}
     if hasattr(task, "fitted_classes_"):
         fitted["classes"] = task.fitted_classes_.tolist()
     else:
         fitted["target_ndim"] = int(task.target_ndim_)
-    return {"class": _class_name(type(task)), "params": _estimator_params(task),
+    return {"class": class_name(type(task), "task"), "params": _estimator_params(task),
             "fitted": fitted, "state": task.module_.state_dict()}
 
 
@@ -129,7 +105,7 @@ def _payload(estimator) -> dict:
         check_is_fitted(estimator)
         net = estimator.net_
         record = {
-            "class": _class_name(type(estimator)),
+            "class": class_name(type(estimator), "model"),
             "params": _estimator_params(estimator),
             "fitted": {"n_channels_": estimator.n_channels_,
                        "image_shape_": list(estimator.image_shape_),
@@ -157,6 +133,8 @@ def save_model(estimator, path: str | os.PathLike, *, overwrite: bool = False) -
     estimator : ISTNAdapter, TaskClassifier or TaskRegressor
         Fitted. Callbacks and ``init_params`` are not saved (they only
         matter while training); everything needed to transform or predict is.
+        Its task network, optimizer and loss must be classes of
+        :func:`~istn_sk._records.rebuildable_classes`.
     path : path-like
         Destination file (conventionally ``.pt``).
     overwrite : bool, default=False
@@ -170,6 +148,8 @@ def save_model(estimator, path: str | os.PathLike, *, overwrite: bool = False) -
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
+    ValueError
+        If a parameter is neither plain data nor a class of the table.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -198,26 +178,13 @@ def _read(path: Path) -> dict:
     return payload
 
 
-def _restore_task(record: dict):
-    task = _import_class(record["class"])(**{k: _restore(v) for k, v in
-                                              record["params"].items()})
-    fitted = record["fitted"]
-    for name in _TASK_FIELDS:
-        setattr(task, name, _restore(fitted[name]))
-    if "classes" in fitted:
-        task.fitted_classes_ = np.asarray(fitted["classes"])
-    else:
-        task.target_ndim_ = fitted["target_ndim"]
-    task.initialize()
-    task.module_.load_state_dict(record["state"])
-    return task
-
-
 def load_model(path: str | os.PathLike):
     """Read an estimator written by :func:`save_model`.
 
     Uses ``torch.load(weights_only=True)``: a file that carries anything but
-    tensors and plain data is refused, not executed.
+    tensors and plain data is refused, not executed. Every class the file
+    names is then looked up in :func:`~istn_sk._records.rebuildable_classes`, and the file is
+    refused before any estimator is constructed if one is not there.
 
     Parameters
     ----------
@@ -233,7 +200,8 @@ def load_model(path: str | os.PathLike):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is corrupt, truncated, not an istn-sk model, or untrusted.
+        If the file is corrupt, truncated, not an istn-sk model, or names a
+        class (or function) outside the table.
     """
     from skorch.history import History
 
@@ -242,21 +210,25 @@ def load_model(path: str | os.PathLike):
 
     path = Path(path)
     payload = _read(path)
-    cls = _import_class(payload["class"])
-    if not issubclass(cls, ISTNAdapter):
-        task = _restore_task(payload)
-        task.history_ = History(payload["history"])
+    try:
+        is_adapter = lookup(payload.get("class"), "model", "", "class") is ISTNAdapter
+        plan = plan_adapter(payload) if is_adapter else plan_task(payload, "")
+        history = field(payload, "history", "", list)
+    except ValueError as error:
+        raise ValueError(f"refusing to load {path}: {error}") from None
+    if not is_adapter:
+        task = build_task(plan)
+        task.history_ = History(history)
         return task
-    adapter = cls(**{k: _restore(v) for k, v in payload["params"].items()})
-    fitted = payload["fitted"]
-    spatial = tuple(fitted["image_shape_"])
-    net = adapter._build_net(ImageLayout((), fitted["n_channels_"], spatial))
+    adapter = build(plan["build"])
+    spatial = plan["image_shape_"]
+    net = adapter._build_net(ImageLayout((), plan["n_channels_"], spatial))
     net.initialize()
-    net.module_.load_state_dict(payload["state"]["module"])
-    net.discriminator_.load_state_dict(payload["state"]["discriminator"])
-    net.history_ = History(payload["history"])
+    net.module_.load_state_dict(plan["state"]["module"])
+    net.discriminator_.load_state_dict(plan["state"]["discriminator"])
+    net.history_ = History(history)
     adapter.net_, adapter.history_ = net, net.history_
-    adapter.n_channels_, adapter.image_shape_ = fitted["n_channels_"], spatial
-    adapter.n_features_in_ = fitted["n_features_in_"]
-    adapter.task_ = None if payload["task"] is None else _restore_task(payload["task"])
+    adapter.n_channels_, adapter.image_shape_ = plan["n_channels_"], spatial
+    adapter.n_features_in_ = plan["n_features_in_"]
+    adapter.task_ = None if plan["task"] is None else build_task(plan["task"])
     return adapter

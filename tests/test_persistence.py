@@ -1,5 +1,8 @@
 """Model files: round trips, no silent overwrite, and refusal of corrupt or untrusted files."""
 
+import functools
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -109,3 +112,119 @@ def test_a_pickle_payload_is_refused_not_executed(tmp_path):
     with pytest.raises(ValueError, match=r"refusing to load .*crafted\.pt"):
         load_model(crafted)
     assert not marker.exists()
+
+
+def _evil(marker):
+    """A record that, if called, writes ``marker`` (``torch.save(obj=1, f=marker)``)."""
+    return {"__estimator__": "torch.save", "params": {"obj": 1, "f": str(marker)}}
+
+
+def _in_dict(record):
+    return {"__dict__": {"max_translation": 0.1, "extra": record}}
+
+
+def _in_sequence(kind):
+    return lambda record: {"__dict__": {"extra": {"__sequence__": kind, "items": [1, record]}}}
+
+
+def _set(*keys, wrap=lambda record: record):
+    """A change to a genuine payload: the record (wrapped) goes at ``payload[keys...]``."""
+    def change(payload, record):
+        target = payload
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = wrap(record)
+    return change
+
+
+CRAFTED = {
+    "top-level class": (_set("class"), lambda marker: "torch.save", "the file"),
+    "top-level class, not torch": (_set("class"), lambda marker: "builtins.eval", "the file"),
+    "task estimator": (_set("params", "task"), _evil, r"params\['task'\]"),
+    "estimator in stn_options": (_set("params", "stn_options", wrap=_in_dict), _evil,
+                                 r"params\['stn_options'\]\['extra'\]"),
+    "estimator in a list": (_set("params", "stn_options", wrap=_in_sequence("list")), _evil,
+                            r"\['extra'\]\[1\]"),
+    "estimator in a tuple": (_set("params", "stn_options", wrap=_in_sequence("tuple")), _evil,
+                             r"\['extra'\]\[1\]"),
+    "torch.hub.load": (_set("params", "task"), lambda marker: {
+        "__estimator__": "torch.hub.load",
+        "params": {"repo_or_dir": str(marker), "model": "m", "source": "local"}},
+        r"'torch\.hub\.load'"),
+    "a component built as an estimator": (_set("params", "task"), lambda marker: {
+        "__estimator__": "torch.optim.adam.Adam", "params": {"params": []}}, r"params\['task'\]"),
+    "function as a class": (_set("params", "task", "params", "optimizer"),
+                            lambda marker: {"__class__": "torch.save"},
+                            r"params\['task'\]\.params\['optimizer'\]"),
+    "foreign class": (_set("params", "stn_options", wrap=_in_dict),
+                      lambda marker: {"__class__": "torch.nn.modules.module.Module"},
+                      r"'__class__' record"),
+    "task record class": (_set("task", "class"), lambda marker: "torch.save", "task"),
+    "task record parameter": (_set("task", "params", "module"), _evil,
+                              r"task\.params\['module'\]"),
+    "task record fitted field": (_set("task", "fitted", "n_outputs_"), _evil,
+                                 r"task\.fitted\['n_outputs_'\]"),
+    "unsaved task parameter": (_set("task", "params", "callbacks"),
+                               lambda marker: {"__sequence__": "list", "items": []},
+                               "'callbacks', which model files do not hold"),
+    "unknown record": (_set("params", "task"),
+                       lambda marker: {"__estimator__": "torch.save", "params": {}, "x": 1},
+                       "not a parameter record"),
+}
+
+
+@pytest.fixture(scope="module")
+def genuine(data, tmp_path_factory):
+    X, y, sd = data
+    adapter = ISTNAdapter(task=TaskClassifier(nf=4, optimizer=torch.optim.SGD),
+                          stn_options={"max_translation": 0.1}, **TINY).fit(X, y, sample_domain=sd)
+    path = save_model(adapter, tmp_path_factory.mktemp("genuine") / "adapter.pt")
+    return adapter, path
+
+
+def _counting(init, built):
+    @functools.wraps(init)
+    def counted(self, *args, **kwargs):
+        built.append(type(self))
+        init(self, *args, **kwargs)
+    return counted
+
+
+@pytest.mark.parametrize("case", CRAFTED)
+def test_crafted_records_are_refused_before_anything_is_built(genuine, tmp_path, monkeypatch,
+                                                              case):
+    change, record, where = CRAFTED[case]
+    marker = tmp_path / "marker"
+    payload = torch.load(genuine[1], weights_only=True)
+    change(payload, record(marker))
+    crafted = tmp_path / "crafted.pt"
+    torch.save(payload, crafted)
+    built = []
+    for cls in (ISTNAdapter, TaskClassifier):
+        monkeypatch.setattr(cls, "__init__", _counting(cls.__init__, built))
+    with pytest.raises(ValueError, match=r"refusing to load .*crafted\.pt: ") as error:
+        load_model(crafted)
+    assert re.search(where, str(error.value))
+    assert built == [] and not marker.exists() and sorted(tmp_path.iterdir()) == [crafted]
+
+
+def test_a_genuine_file_loads_and_predicts_identically(genuine, data):
+    adapter, path = genuine
+    X, _, _ = data
+    loaded = load_model(path)
+    assert loaded.task_.optimizer is torch.optim.SGD
+    assert loaded.stn_options == {"max_translation": 0.1}
+    np.testing.assert_array_equal(loaded.transform(X), adapter.transform(X))
+    np.testing.assert_array_equal(loaded.task_.predict_proba(X), adapter.task_.predict_proba(X))
+
+
+class _OwnOptimizer(torch.optim.SGD):
+    pass
+
+
+def test_classes_outside_the_table_are_refused_when_saving(data, tmp_path):
+    X, y, sd = data
+    clf = TaskClassifier(optimizer=_OwnOptimizer, **TINY).fit(X, y, sample_domain=sd)
+    with pytest.raises(ValueError, match=r"cannot save a model built on .*_OwnOptimizer"):
+        save_model(clf, tmp_path / "clf.pt")
+    assert list(tmp_path.iterdir()) == []
