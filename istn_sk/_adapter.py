@@ -190,7 +190,7 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         self._check_params(layout.spatial)
         _warn_if_out_of_range(X)
         array = np.ascontiguousarray(layout.to_images(X), dtype=np.float32)
-        checkpoint, extra_callbacks = self._checkpointing(array, is_source)
+        checkpoint, extra_callbacks = self._checkpointing(array, is_source, y)
         images = torch.from_numpy(array)
         source = images[torch.from_numpy(is_source)]
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -312,15 +312,19 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
                 batch = torch.from_numpy(images[start:start + self.batch_size])
                 yield batch.to(self.device)
 
-    def _checkpointing(self, images: np.ndarray, is_source: np.ndarray):
-        """The checkpoint to resume from (or None) and the callback that writes new ones."""
+    def _checkpointing(self, images: np.ndarray, is_source: np.ndarray, y):
+        """The checkpoint to resume from (or None) and the callback that writes new ones.
+
+        The key covers the parameters (nested ones too), the images, the
+        domains and the labels the fit reads: the source labels when a task
+        model trains alongside, none otherwise.
+        """
         if self.checkpoint_dir is None:
             return None, []
         directory = Path(self.checkpoint_dir)
         directory.mkdir(parents=True, exist_ok=True)
-        ignored = {"callbacks", "verbose", "checkpoint_dir", "max_epochs", "device"}
-        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
-        key = fingerprint(params, images, is_source)
+        labels = None if self.task is None or y is None else np.asarray(y)[is_source]
+        key = fingerprint(self, images, is_source, labels)
         return read_checkpoint(directory, key), [EpochCheckpoint(directory, key)]
 
     def _build_net(self, layout, task=None, extra_callbacks=()) -> AdversarialISTNNet:

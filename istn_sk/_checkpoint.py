@@ -9,9 +9,9 @@ temporary file and renamed, and read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+import joblib
 import numpy as np
 import torch
 from skorch.callbacks import Callback
@@ -24,14 +24,62 @@ CHECKPOINT_NAME = "istn-checkpoint.pt"
 FORMAT = "istn-sk-checkpoint/1"
 
 
-def fingerprint(params: dict, images: np.ndarray, is_source: np.ndarray) -> str:
-    """A digest of the training set-up: parameters (as text) and the training data."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr(sorted(params.items())).encode())
-    digest.update(str(images.shape).encode())
-    digest.update(np.ascontiguousarray(images).tobytes())
-    digest.update(np.ascontiguousarray(is_source).tobytes())
-    return digest.hexdigest()
+# Parameters that do not change what an epoch computes: logging, the device (a run may
+# resume elsewhere), callbacks, where checkpoints go, and how many epochs the run has in all.
+_IGNORED_ANYWHERE = frozenset({"callbacks", "verbose", "device"})
+_IGNORED_AT_TOP = frozenset({"checkpoint_dir", "max_epochs"})
+
+
+def training_params(estimator) -> dict:
+    """The parameters of ``estimator`` that a resumed fit must share, nested ones included.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Usually an :class:`~istn_sk.ISTNAdapter`.
+
+    Returns
+    -------
+    dict
+        ``get_params(deep=True)`` without the callbacks, ``verbose`` and
+        ``device`` at any depth (``task__verbose``, ``task__callbacks__*``) nor
+        ``checkpoint_dir`` and ``max_epochs`` of ``estimator`` itself. A nested
+        estimator is represented by its class, its own parameters being listed
+        under its prefix.
+    """
+    params = {}
+    for key, value in estimator.get_params(deep=True).items():
+        parts = key.split("__")
+        if _IGNORED_ANYWHERE.intersection(parts) or key in _IGNORED_AT_TOP:
+            continue
+        nested_estimator = not isinstance(value, type) and hasattr(value, "get_params")
+        params[key] = type(value) if nested_estimator else value
+    return params
+
+
+def fingerprint(estimator, images: np.ndarray, is_source: np.ndarray,
+                labels: np.ndarray | None = None) -> str:
+    """A digest of a fit: its :func:`training_params` and the data it trains on.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The estimator being fitted.
+    images : ndarray
+        The training images.
+    is_source : ndarray of bool
+        Which images are source images.
+    labels : ndarray, optional
+        The labels the fit reads (the source labels of a simultaneous task
+        model); None when it reads none.
+
+    Returns
+    -------
+    str
+        A hex digest (:func:`joblib.hash` of values, not of their text).
+    """
+    return joblib.hash([training_params(estimator), np.ascontiguousarray(images),
+                        np.ascontiguousarray(is_source), labels])
 
 
 def _states(net) -> dict:

@@ -11,9 +11,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from skorch.callbacks import PrintLog
 
-from istn_sk import ISTNAdapter, make_shifted_shapes
-from istn_sk._checkpoint import CHECKPOINT_NAME
+from istn_sk import ISTNAdapter, TaskClassifier, TaskRegressor, make_shifted_shapes
+from istn_sk._checkpoint import CHECKPOINT_NAME, fingerprint
 
 PARAMS = dict(stn="bspline", cp_spacing=4, nf=4, batch_size=16, random_state=0)
 
@@ -83,3 +84,77 @@ def test_a_checkpoint_of_another_fit_is_refused_and_kept(data, tmp_path):
         ISTNAdapter(checkpoint_dir=tmp_path, max_epochs=1, **PARAMS).fit(
             X[::-1], sample_domain=sd[::-1])
     assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before
+
+
+TASK = dict(lr=1e-3, max_epochs=5)
+CHANGED = {
+    "lr": dict(lr=0.01),
+    "nf": dict(nf=8),
+    "stn": dict(stn="affine"),
+    "stn_options": dict(stn_options={"max_translation": 0.1}),
+    "random_state": dict(random_state=1),
+    "mode": dict(mode="cyclegan"),
+    "task, as in the issue": dict(task=TaskClassifier(lr=0.1, max_epochs=50, nf=4)),
+    "task__lr": dict(task=TaskClassifier(**{**TASK, "lr": 0.1})),
+    "task__max_epochs": dict(task=TaskClassifier(**{**TASK, "max_epochs": 50})),
+    "task__nf": dict(task=TaskClassifier(**TASK, nf=4)),
+    "task__optimizer": dict(task=TaskClassifier(**TASK, optimizer=torch.optim.SGD)),
+    "task__criterion": dict(task=TaskClassifier(**TASK, criterion=torch.nn.NLLLoss)),
+    "task__module__p_dropout": dict(task=TaskClassifier(**TASK, module__p_dropout=0.1)),
+    "task class": dict(task=TaskRegressor(**TASK)),
+    "no task": dict(task=None),
+}
+UNCHANGED = {
+    "verbose": dict(verbose=1),
+    "device": dict(device="cuda"),
+    "max_epochs": dict(max_epochs=99),
+    "checkpoint_dir": dict(checkpoint_dir="elsewhere"),
+    "callbacks": dict(callbacks=[PrintLog()]),
+    "task__verbose": dict(task=TaskClassifier(**TASK, verbose=1)),
+    "task__callbacks": dict(task=TaskClassifier(**TASK, callbacks=[PrintLog()])),
+}
+
+
+def _key(data, labels=None, **changes):
+    X, y, sd = data
+    adapter = ISTNAdapter(**{**PARAMS, "task": TaskClassifier(**TASK), **changes})
+    return fingerprint(adapter, X, sd > 0, y[sd > 0] if labels is None else labels)
+
+
+@pytest.mark.parametrize("name", CHANGED)
+def test_every_parameter_change_gives_a_new_key(data, name):
+    assert _key(data, **CHANGED[name]) != _key(data)
+
+
+@pytest.mark.parametrize("name", UNCHANGED)
+def test_logging_devices_and_epoch_counts_keep_the_key(data, name):
+    assert _key(data, **UNCHANGED[name]) == _key(data)
+
+
+def test_every_label_change_gives_a_new_key(data):
+    _, y, sd = data
+    source = y[sd > 0]
+    assert _key(data, source) == _key(data)
+    for row in range(len(source)):
+        relabelled = source.copy()
+        relabelled[row] = (relabelled[row] + 1) % 3
+        assert _key(data, relabelled) != _key(data)
+    assert _key(data, source.astype(str)) != _key(data)
+
+
+def test_a_fit_with_other_task_parameters_or_labels_is_refused(data, tmp_path):
+    X, y, sd = data
+    first = dict(checkpoint_dir=tmp_path, max_epochs=1, **PARAMS)
+    ISTNAdapter(task=TaskClassifier(**TASK), **first).fit(X, y, sample_domain=sd)
+    before = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    with pytest.raises(ValueError, match="belongs to a fit with other parameters or data"):
+        ISTNAdapter(task=TaskClassifier(lr=0.1, max_epochs=50, nf=4), **first).fit(
+            X, y, sample_domain=sd)
+    relabelled = np.where(sd > 0, (y + 1) % 3, y)
+    with pytest.raises(ValueError, match="belongs to a fit with other parameters or data"):
+        ISTNAdapter(task=TaskClassifier(**TASK), **first).fit(X, relabelled, sample_domain=sd)
+    target_relabelled = np.where(sd > 0, y, (y + 1) % 3)
+    resumed = ISTNAdapter(task=TaskClassifier(**TASK), **{**first, "max_epochs": 2}).fit(
+        X, target_relabelled, sample_domain=sd)
+    assert len(resumed.history_) == 2
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() != before
