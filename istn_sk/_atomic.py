@@ -3,10 +3,37 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def _create_beside(path: Path) -> Path:
+    """A new empty file in ``path``'s folder, with the mode a plain ``open`` would give.
+
+    A new file gets ``0o666`` less the umask (the kernel applies it); when
+    ``path`` exists, the file gets ``path``'s permission bits, as opening
+    ``path`` for writing would keep them.
+    """
+    temporary = path.with_name(f".tmp-{secrets.token_hex(8)}-{path.name}")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        if path.exists():
+            os.chmod(handle, stat.S_IMODE(path.stat().st_mode))
+    finally:
+        os.close(handle)
+    return temporary
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's data and metadata to disk."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 @contextmanager
@@ -14,10 +41,13 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Itera
     """Yield a temporary path beside ``path`` that replaces ``path`` on success.
 
     Readers never see a half-written file, and a failure leaves ``path`` as it
-    was: the content goes to a temporary file in the same folder, moved over
-    ``path`` with :func:`os.replace`; the temporary file is removed on failure.
-    Its name ends with ``path``'s name, so writers that choose a format from
-    the extension (``.nii.gz``) see the right one.
+    was: the content goes to a temporary file in the same folder, flushed to
+    disk (``fsync``), moved over ``path`` with :func:`os.replace`, and the
+    folder is flushed too, so the rename survives a crash; the temporary file
+    is removed on failure. Its name ends with ``path``'s name, so writers that
+    choose a format from the extension (``.nii.gz``) see the right one. The
+    result has the permissions a plain ``open(path, "w")`` would give: those
+    of the file it replaces, or ``0o666`` less the umask for a new file.
 
     Parameters
     ----------
@@ -25,15 +55,20 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Itera
         Destination.
     make_parents : bool, default=False
         Create missing parent folders first.
+
+    Yields
+    ------
+    Path
+        Where to write the content.
     """
     path = Path(path)
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f"-{path.name}")
-    os.close(handle)
-    temporary = Path(name)
+    temporary = _create_beside(path)
     try:
         yield temporary
+        _fsync(temporary)
         os.replace(temporary, path)
+        _fsync(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
