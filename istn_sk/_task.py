@@ -121,7 +121,8 @@ class _TaskMixin:
         Parameters
         ----------
         X : array-like of shape (n, C, *spatial), (n, *spatial) or (n, n_values)
-            Images in [-1, 1] (e.g. S2T from an :class:`~istn_sk.ISTNAdapter`).
+            Images in [-1, 1] (e.g. S2T from an :class:`~istn_sk.ISTNAdapter`);
+            flattened rows ``(n, n_values)`` need ``image_shape``.
         y : array-like of shape (n,)
             Labels; -1 (classification) or NaN (regression) masks a row.
         sample_domain : array-like of shape (n,), optional

@@ -50,14 +50,16 @@ def image_layout(X: np.ndarray, *, image_shape=None, spatial_dims=None) -> Image
 
     Rules, in order: with ``image_shape``, the trailing axes of ``X`` (or its
     flattened rows) hold images of that spatial shape and the rest are
-    channels. Without it, a 2-D ``X`` is one single-row image per sample
-    (``(1, n_features)``), 3-D is ``(n, H, W)``, 4-D is ``(n, C, H, W)`` (or
-    ``(n, D, H, W)`` with ``spatial_dims=3``) and 5-D is ``(n, C, D, H, W)``.
+    channels. Without it, 3-D is ``(n, H, W)``, 4-D is ``(n, C, H, W)`` (or
+    ``(n, D, H, W)`` with ``spatial_dims=3``) and 5-D is ``(n, C, D, H, W)``;
+    a 2-D ``X`` (flattened rows) is an error, as its rows could be images of
+    any shape.
 
     Raises
     ------
     ValueError
-        When the array cannot hold images of the requested shape.
+        When the array cannot hold images of the requested shape, or ``X``
+        is 2-D and ``image_shape`` is not given.
     """
     row_shape = tuple(X.shape[1:])
     if spatial_dims not in (None, 2, 3):
@@ -80,7 +82,9 @@ def image_layout(X: np.ndarray, *, image_shape=None, spatial_dims=None) -> Image
         return ImageLayout(row_shape, n_values // voxels, spatial)
     ndim = X.ndim
     if ndim == 2:
-        return ImageLayout(row_shape, 1, (1, row_shape[0]))
+        raise ValueError(f"X is 2-D (shape {X.shape}): its rows are flattened images of "
+                         "unknown shape; pass image_shape=(H, W) or (D, H, W), or give X as "
+                         "(n, [C,] *spatial)")
     if ndim == 3:
         return ImageLayout(row_shape, 1, row_shape)
     if ndim == 4 and spatial_dims == 3:

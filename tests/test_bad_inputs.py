@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from istn_sk.cli.main import main
 
+from istn_sk import ISTNAdapter, TaskClassifier, TaskRegressor
 from istn_sk.io import ImageDataset, read_image, write_image
 
 TINY = ["--nf", "2", "--batch-size", "4", "--max-epochs", "1", "--random-state", "0", "-q"]
@@ -203,3 +204,17 @@ def test_only_one_domain(tmp_path):
     fit(data, tmp_path / "run", match="no rows of site 'B' in column 'site' (sites: ['A'])")
     fails("fit", "--train-set", data, "--source-site", "A", *TINY, out=tmp_path / "run2",
           match="choose --target-site among the sites ['A']")
+
+
+@pytest.mark.parametrize("estimator", [ISTNAdapter, TaskClassifier, TaskRegressor])
+def test_flattened_rows_need_an_image_shape(estimator):
+    rows = RNG.uniform(-1, 1, (8, 36)).astype(np.float32)
+    y, domains = np.arange(8) % 2, np.where(np.arange(8) < 4, 1, -2)
+    tiny = estimator(nf=2, max_epochs=1, batch_size=4, random_state=0)
+    with pytest.raises(ValueError, match=r"X is 2-D \(shape \(8, 36\)\).*pass image_shape="):
+        tiny.fit(rows, y, sample_domain=domains)
+    fitted = tiny.set_params(image_shape=(6, 6)).fit(rows, y, sample_domain=domains)
+    fitted.set_params(image_shape=None)
+    apply = fitted.transform if estimator is ISTNAdapter else fitted.predict
+    with pytest.raises(ValueError, match="pass image_shape="):
+        apply(rows)
