@@ -18,7 +18,7 @@ from ._validation import source_mask
 
 
 class _DomainAwareScorer:
-    """Shared call protocol: ``scorer(estimator, X, y=None, sample_domain=None) -> float``."""
+    """Shared call protocol: ``scorer(estimator, X, y=None, sample_domain=None) -> score``."""
 
     def get_metadata_routing(self) -> MetadataRequest:
         """Request ``sample_domain`` for scoring, so routing passes it along."""
@@ -26,12 +26,12 @@ class _DomainAwareScorer:
         request.score.add_request(param="sample_domain", alias=True)
         return request
 
-    def __call__(self, estimator, X, y=None, sample_domain=None) -> float:
+    def __call__(self, estimator, X, y=None, sample_domain=None) -> float | np.ndarray:
         X = np.asarray(X)
         is_source = source_mask(y, sample_domain, n_samples=len(X))
         return self._score(estimator, X[is_source], X[~is_source])
 
-    def _score(self, estimator, source, target) -> float:
+    def _score(self, estimator, source, target) -> float | np.ndarray:
         raise NotImplementedError
 
 
@@ -77,14 +77,44 @@ class DomainConfusionScorer(_DomainAwareScorer):
 
 
 class PredictionEntropyScorer(_DomainAwareScorer):
-    """Negative mean entropy of the task model's predictions on unmodified target rows.
+    """skada's prediction-entropy score, of the task model on unmodified target rows.
 
-    Confident predictions on T (low entropy) score higher. For a pipeline the
-    last step predicts on the raw target images, following the paper's
-    protocol.
+    Defined as :class:`skada.metrics.PredictionEntropyScorer`: the entries
+    ``-p * log(p)`` of the predicted class probabilities of the target rows
+    are reduced by ``reduction`` (by default their mean over rows *and*
+    classes), and the result is negated unless ``greater_is_better``, so by
+    default the score is a negative entropy: confident predictions on T
+    score higher, 0 at best. ``log(p)`` is the task model's
+    ``predict_log_proba`` when it has one, else ``log(p + 1e-7)``; entries
+    whose log is ``-inf`` count as 0. For a pipeline the last step predicts
+    on the raw target images, following the paper's protocol.
+
+    Parameters
+    ----------
+    greater_is_better : bool, default=False
+        False treats the entropy as a loss (the score is its negative).
+    reduction : {"mean", "sum", "none"}, default="mean"
+        How the per-entry entropies are reduced; "none" returns the
+        ``(n_target, n_classes)`` array.
     """
 
-    def _score(self, estimator, source, target) -> float:
+    def __init__(self, greater_is_better: bool = False, reduction: str = "mean") -> None:
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.greater_is_better = greater_is_better
+        self.reduction = reduction
+
+    def _score(self, estimator, source, target):
         _, task = _transformer_and_task(estimator)
-        probabilities = np.clip(task.predict_proba(target), 1e-12, 1.0)
-        return float(np.mean(np.sum(probabilities * np.log(probabilities), axis=1)))
+        probabilities = task.predict_proba(target)
+        if hasattr(task, "predict_log_proba"):
+            log_probabilities = task.predict_log_proba(target)
+        else:
+            log_probabilities = np.log(probabilities + 1e-7)
+        entropies = -probabilities * np.where(np.isneginf(log_probabilities), 0.0,
+                                              log_probabilities)
+        sign = 1.0 if self.greater_is_better else -1.0
+        if self.reduction == "none":
+            return sign * entropies
+        reduce = np.mean if self.reduction == "mean" else np.sum
+        return float(sign * reduce(entropies))
