@@ -10,7 +10,14 @@ from click.testing import CliRunner
 from istn_sk.cli.main import main
 
 from istn_sk import ISTNAdapter, TaskClassifier, TaskRegressor
-from istn_sk.io import ImageDataset, read_image, write_image
+from istn_sk.io import (
+    ImageDataset,
+    files_manifest,
+    read_config,
+    read_image,
+    read_manifest,
+    write_image,
+)
 
 TINY = ["--nf", "2", "--batch-size", "4", "--max-epochs", "1", "--random-state", "0", "-q"]
 RNG = np.random.default_rng(0)
@@ -218,3 +225,37 @@ def test_flattened_rows_need_an_image_shape(estimator):
     apply = fitted.transform if estimator is ISTNAdapter else fitted.predict
     with pytest.raises(ValueError, match="pass image_shape="):
         apply(rows)
+
+
+@pytest.mark.parametrize(("text", "word", "line"), [
+    ("source_site: no\n", "no", 2),
+    ("stn: off\n", "off", 2),
+    ("stn_options:\n  mode: Yes\n", "Yes", 3),
+    ("train_where: [split, ON]\n", "ON", 2),
+])
+def test_yaml_boolean_words_for_text_are_refused(tmp_path, text, word, line):
+    data = manifest(tmp_path, pngs(tmp_path))
+    config = tmp_path / "config.yaml"
+    config.write_text("nf: 2\n" + text)
+    meaning = "true" if word.lower() in ("yes", "on") else "false"
+    error = fit(data, tmp_path / "run", "--config", config,
+                match=f"line {line}: YAML reads {word} as the boolean {meaning}")
+    assert f'quote it ("{word}")' in error and "config.yaml" in error
+
+
+def test_quoted_words_stay_text_and_true_false_stay_booleans(tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text('source_site: "no"\nstn: \'off\'\nfinetune: true\nitn: False\n')
+    assert read_config(config) == {"source_site": "no", "stn": "off", "finetune": True,
+                                   "itn": False}
+
+
+def test_a_manifest_listing_the_same_file_twice(tmp_path):
+    images = pngs(tmp_path)
+    data = manifest(tmp_path, [*images, f"./{images[0]}"], sites=["A", "B", "A", "B", "B"])
+    fit(data, tmp_path / "run", match=f"rows 1 and 5 list the same image file (./{images[0]})")
+    with pytest.raises(ValueError, match="rows 1 and 2 list the same image file"):
+        files_manifest([tmp_path / images[1], tmp_path / images[1]])
+    masked = pd.DataFrame({"image": images, "mask": [images[0]] * len(images)})
+    masked.to_csv(tmp_path / "masked.tsv", sep="\t", index=False)
+    assert len(read_manifest(tmp_path / "masked.tsv", mask_key="mask")) == len(images)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 from collections.abc import Collection, Iterable, Mapping
@@ -31,6 +32,30 @@ REFERENCE_KEYS = frozenset({
 _NONE_STRINGS = ("none", "None", "null")
 
 
+class _AmbiguousBooleanError(ValueError):
+    """A YAML 1.1 boolean word (``yes``, ``no``, ``on``, ``off``) written without quotes."""
+
+
+def _strict_boolean(loader, node):
+    if node.value.lower() in ("true", "false"):
+        return loader.construct_yaml_bool(node)
+    meaning = node.value.lower() in ("yes", "on")
+    raise _AmbiguousBooleanError(
+        f"line {node.start_mark.line + 1}: YAML reads {node.value} as the boolean "
+        f"{str(meaning).lower()}; quote it (\"{node.value}\") if it is text (a site, an STN "
+        f"or loss name), or write {str(meaning).lower()} if it is a boolean")
+
+
+@functools.cache
+def _yaml_loader():
+    """PyYAML's safe loader, refusing the YAML 1.1 booleans other than true and false."""
+    import yaml
+
+    loader = type("StrictBooleanLoader", (yaml.SafeLoader,), {})
+    loader.add_constructor("tag:yaml.org,2002:bool", _strict_boolean)
+    return loader
+
+
 def parse_value(text: str) -> Any:
     """A command-line value as JSON, else YAML, else the text itself.
 
@@ -53,12 +78,17 @@ def parse_value(text: str) -> Any:
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read a JSON (``.json``) or YAML (``.yaml``, ``.yml``) config file: one mapping.
 
+    In YAML, only ``true`` and ``false`` are booleans: the YAML 1.1 words
+    ``yes``, ``no``, ``on`` and ``off`` (unquoted, any case) are refused, as
+    they would turn a site called ``no`` or ``stn: off`` into a boolean.
+
     Raises
     ------
     FileNotFoundError
         No such file.
     ValueError
-        Unparsable, not a mapping, or another suffix.
+        Unparsable, not a mapping, another suffix, or an unquoted ``yes``,
+        ``no``, ``on`` or ``off`` (the message names the line).
     """
     path = Path(path)
     if not path.is_file():
@@ -74,9 +104,11 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         import yaml
 
         try:
-            config = yaml.safe_load(text)
+            config = yaml.load(text, Loader=_yaml_loader())
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
+        except _AmbiguousBooleanError as error:
+            raise _AmbiguousBooleanError(f"{path}, {error}") from None
     else:
         raise ValueError(f"{path}: a config file is .json, .yaml or .yml")
     if config is None:

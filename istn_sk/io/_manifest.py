@@ -37,7 +37,8 @@ class Manifest:
     ----------
     table : pandas.DataFrame
         Any columns; ``image_key`` holds image paths (relative to ``root``
-        or absolute), ``mask_key`` optional mask paths.
+        or absolute), each image once; ``mask_key`` optional mask paths
+        (rows may share a mask).
     root : pathlib.Path
         The folder relative paths start from (the manifest's folder).
     image_key : str, default="image"
@@ -56,6 +57,12 @@ class Manifest:
         for key in (self.image_key, self.mask_key):
             if key is not None and key not in self.table.columns:
                 raise missing_column(key, list(self.table.columns), self.source or "manifest")
+        first_row: dict[str, int] = {}
+        for row, text in enumerate(self.table[self.image_key].astype(str)):
+            same = first_row.setdefault(os.path.normpath(self.root / text), row)
+            if same != row:
+                raise ValueError(f"{self.source or 'manifest'}: rows {same + 1} and {row + 1} "
+                                 f"list the same image file ({text}); list each image once")
 
     def __len__(self) -> int:
         return len(self.table)
