@@ -138,8 +138,10 @@ def _set(*keys, wrap=lambda record: record):
 
 
 CRAFTED = {
-    "top-level class": (_set("class"), lambda marker: "torch.save", "the file"),
-    "top-level class, not torch": (_set("class"), lambda marker: "builtins.eval", "the file"),
+    "top-level class": (_set("class"), lambda marker: "torch.save",
+                        r"top level: the 'class' record names 'torch\.save'"),
+    "top-level class, not torch": (_set("class"), lambda marker: "builtins.eval",
+                                   r"top level: the 'class' record names 'builtins\.eval'"),
     "task estimator": (_set("params", "task"), _evil, r"params\['task'\]"),
     "estimator in stn_options": (_set("params", "stn_options", wrap=_in_dict), _evil,
                                  r"params\['stn_options'\]\['extra'\]"),
