@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,17 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import ProgressBar
 from torch import nn
 
+from ._adapter_params import check_adapter_params, per_axis
 from ._adversarial_net import AdversarialISTNNet, GANLosses, PairedDomains
+from ._alongside import TrainedAlongsideMixin
+from ._batch_norm import recompute_batch_norm
 from ._checkpoint import EpochCheckpoint, fingerprint, read_checkpoint, restore
 from ._registry import get_registry
 from ._validation import image_layout, source_mask
 from .nn import ISTN, FullyConvolutionalNet, ImageTransformerNetwork, STNContext
 
-MODES = ("unidirectional", "cyclegan")
 
-
-class ISTNAdapter(TransformerMixin, BaseEstimator):
+class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     """Image-level domain adaptation with an adversarially trained ISTN.
 
     Fitted on unlabelled source (S) and target (T) images, it learns an image
@@ -39,9 +39,14 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
     ----------
     itn : bool, default=True
         Use an image transformer network. ``False`` gives an STN-only ISTN.
-    itn_residual : bool, default=True
-        The ITN outputs ``clip(x + tanh(h), -1, 1)`` and starts as the
-        identity; ``False`` gives the paper's plain ``tanh(h)`` output.
+    itn_output : {"full_range", "clip", "tanh"}, default="full_range"
+        How the ITN turns its last feature map ``h`` into an image.
+        ``"full_range"``: ``tanh(artanh(x) + h)``, the identity at
+        initialisation, able to reach any intensity from any input (strokes
+        can thicken) with no gradient cut; ``"clip"``: ``clip(x + tanh(h),
+        -1, 1)``, identity at initialisation but unable to move a pixel by a
+        full unit (background cannot pass mid-grey); ``"tanh"``: the paper's
+        plain ``tanh(h)``. See docs/results.md for the measured comparison.
     stn : str or None, default="affine"
         Registered spatial transformer: ``"affine"``, ``"bspline"``,
         ``"none"`` (None is the same as ``"none"``) or one from a plugin.
@@ -91,6 +96,16 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         labels (every source row needs a label in ``y``); the trained model
         is ``task_``. The sequential scheme is a :class:`~sklearn.pipeline.Pipeline`
         of the adapter and a task estimator instead.
+    task_weight : float, default=0.0
+        With ``task``, the weight of the source task loss on S2T in the
+        ISTN's own objective (the joint, task-driven scheme: the ISTN is
+        pushed to keep what the task model needs). 0 trains the task model
+        alongside without steering the ISTN. Target labels are never read.
+    ema_decay : float, optional
+        Transform (and, with ``task``, predict) with exponential moving
+        averages of the weights, updated after every step with this decay in
+        (0, 1) (0.99 averages about the last 100 steps); None uses the last
+        weights.
     checkpoint_dir : path-like, optional
         Write a checkpoint (weights, optimizer states, history, RNG state)
         there after every epoch. A later ``fit`` with the same parameters
@@ -127,14 +142,14 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
     >>> S2T = adapter.transform(X[sd > 0])        # doctest: +SKIP
     """
 
-    def __init__(self, itn=True, itn_residual=True, stn="affine", cp_spacing=4,
+    def __init__(self, itn=True, itn_output="full_range", stn="affine", cp_spacing=4,
                  max_displacement=0.2, stn_options=None, nf=16, consistency_weight=10.0,
                  mode="unidirectional", gan_loss="bce", dis_loss="bce", idt_loss="l1", lr=1e-3,
                  dis_lr=None, batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None,
-                 device="cpu", random_state=None, task=None, checkpoint_dir=None, callbacks=None,
-                 verbose=0):
+                 device="cpu", random_state=None, task=None, task_weight=0.0, ema_decay=None,
+                 checkpoint_dir=None, callbacks=None, verbose=0):
         self.itn = itn
-        self.itn_residual = itn_residual
+        self.itn_output = itn_output
         self.stn = stn
         self.cp_spacing = cp_spacing
         self.max_displacement = max_displacement
@@ -154,12 +169,17 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.task = task
+        self.task_weight = task_weight
+        self.ema_decay = ema_decay
         self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
         self.verbose = verbose
 
     __metadata_request__fit = {"sample_domain": True}
     __metadata_request__transform = {"sample_domain": True}
+    __metadata_request__predict = {"sample_domain": True}
+    __metadata_request__predict_proba = {"sample_domain": True}
+    __metadata_request__score = {"sample_domain": True}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -187,7 +207,7 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, allow_nd=True, dtype=[np.float32, np.float64])
         layout = image_layout(X, image_shape=self.image_shape, spatial_dims=self.spatial_dims)
         is_source = source_mask(y, sample_domain, n_samples=X.shape[0])
-        self._check_params(layout.spatial)
+        check_adapter_params(self, layout.spatial)
         _warn_if_out_of_range(X)
         array = np.ascontiguousarray(layout.to_images(X), dtype=np.float32)
         checkpoint, extra_callbacks = self._checkpointing(array, is_source, y)
@@ -209,6 +229,11 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
                 remaining = self.max_epochs - checkpoint["epoch"]
                 if remaining > 0:
                     net.partial_fit(data, epochs=remaining)
+            net.use_averages()
+            domains = {"s2t": data.source, "t2s": data.target}
+            for direction, istn in net.module_.items():
+                recompute_batch_norm(istn, domains[direction], self.batch_size,
+                                     net.memory_format)
         self.net_ = net
         self.task_ = task
         self.history_ = net.history
@@ -351,19 +376,19 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
             batch_size=self.batch_size, max_epochs=self.max_epochs, train_split=None,
             iterator_train__shuffle=True, device=self.device,
             callbacks=[*self._training_callbacks(), *extra_callbacks], verbose=int(self.verbose),
-            task_net=task,
+            task_net=task, task_weight=float(self.task_weight), ema_decay=self.ema_decay,
         )
 
     def _build_istn(self, layout) -> ISTN:
         spatial_dims = len(layout.spatial)
         itn = (ImageTransformerNetwork(spatial_dims, layout.channels, layout.spatial, nf=self.nf,
-                                       residual=bool(self.itn_residual))
+                                       output=self.itn_output)
                if self.itn else None)
         entry = get_registry().get("spatial_transformer", "none" if self.stn is None else self.stn,
                                    parameter="stn")
         context = STNContext(
             image_shape=layout.spatial, in_channels=layout.channels, nf=self.nf,
-            cp_spacing=_per_axis(self.cp_spacing, spatial_dims),
+            cp_spacing=per_axis(self.cp_spacing, spatial_dims),
             max_displacement=float(self.max_displacement),
             options=dict(self.stn_options or {}),
         )
@@ -387,40 +412,6 @@ class ISTNAdapter(TransformerMixin, BaseEstimator):
         if self.verbose >= 2:
             callbacks.append(ProgressBar())
         return callbacks
-
-    def _check_params(self, spatial: tuple[int, ...]) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if not isinstance(self.itn, (bool, np.bool_)):
-            raise ValueError(f"itn must be True or False, got {self.itn!r}")
-        if not self.itn and self.stn in (None, "none"):
-            raise ValueError("itn=False with stn=None leaves nothing to train: enable the ITN "
-                             "or choose an STN")
-        if not isinstance(self.max_displacement, Real) or not 0 <= self.max_displacement <= 1:
-            raise ValueError(f"max_displacement must be in [0, 1] (a fraction of the image "
-                             f"size), got {self.max_displacement!r}")
-        _per_axis(self.cp_spacing, len(spatial))
-        for name in ("nf", "batch_size", "max_epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("lr", "dis_lr", "consistency_weight"):
-            value = getattr(self, name)
-            if name == "dis_lr" and value is None:
-                continue
-            if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-
-
-def _per_axis(value, spatial_dims: int) -> tuple[int, ...]:
-    """An int or a per-axis sequence of positive ints, as a tuple of ``spatial_dims`` ints."""
-    values = tuple(np.atleast_1d(value).tolist())
-    if len(values) == 1:
-        values = values * spatial_dims
-    if len(values) != spatial_dims or not all(isinstance(v, Integral) and v >= 1 for v in values):
-        raise ValueError(f"cp_spacing must be a positive integer or {spatial_dims} of them, "
-                         f"got {value!r}")
-    return values
 
 
 def _warn_if_out_of_range(X: np.ndarray) -> None:

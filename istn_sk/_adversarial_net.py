@@ -8,7 +8,9 @@ from skorch.callbacks import PassthroughScoring
 from torch import nn
 from torch.utils.data import Dataset
 
-LOSS_TERMS = ("gan_loss", "idt_loss", "cyc_loss", "dis_loss", "task_loss")
+from ._weight_averaging import WeightAverages
+
+LOSS_TERMS = ("gan_loss", "idt_loss", "cyc_loss", "joint_loss", "dis_loss", "task_loss")
 
 
 class PairedDomains(Dataset):
@@ -99,6 +101,15 @@ class AdversarialISTNNet(NeuralNet):
         An initialised task estimator trained on each batch's S2T with the
         source labels (the simultaneous scheme); its module is updated in
         place by its own optimizer.
+    task_weight : float, default=0.0
+        With ``task_net``, the weight of the task loss on S2T (not detached)
+        in the ISTN's objective: the joint, task-driven scheme. 0 leaves the
+        ISTN purely adversarial.
+    ema_decay : float, optional
+        Keep exponential moving averages of the ISTN (and task-model) weights
+        with this per-step decay in ``averages_``
+        (:class:`~istn_sk._weight_averaging.WeightAverages`);
+        :meth:`use_averages` loads them into the networks after training.
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
@@ -106,13 +117,15 @@ class AdversarialISTNNet(NeuralNet):
     def __init__(self, module, discriminator, *, criterion, consistency_weight: float,
                  dis_lr: float | None = None, betas: tuple[float, float] = (0.5, 0.999),
                  memory_format: torch.memory_format = torch.contiguous_format, task_net=None,
-                 **kwargs) -> None:
+                 task_weight: float = 0.0, ema_decay: float | None = None, **kwargs) -> None:
         self.discriminator = discriminator
         self.consistency_weight = consistency_weight
         self.dis_lr = dis_lr
         self.betas = betas
         self.memory_format = memory_format
         self.task_net = task_net
+        self.task_weight = task_weight
+        self.ema_decay = ema_decay
         super().__init__(module, criterion, optimizer=torch.optim.Adam, **kwargs)
 
     @property
@@ -127,7 +140,20 @@ class AdversarialISTNNet(NeuralNet):
         self.discriminator_ = self.initialized_instance(
             self.discriminator, self.get_params_for("discriminator")
         ).to(memory_format=self.memory_format)
+        self.averages_ = (None if self.ema_decay is None
+                          else WeightAverages(self._averaged(), self.ema_decay))
         return self
+
+    def _averaged(self) -> dict[str, nn.Module]:
+        modules = {"istn": self.module_}
+        if self.task_net is not None:
+            modules["task"] = self.task_net.module_
+        return modules
+
+    def use_averages(self) -> None:
+        """Load the weight averages (if kept) into the ISTNs and the task model."""
+        if self.averages_ is not None:
+            self.averages_.copy_into(self._averaged())
 
     def initialize_optimizer(self, *args, **kwargs):
         """Create ``optimizer_`` (ISTNs) and ``optimizer_discriminator_``."""
@@ -144,13 +170,16 @@ class AdversarialISTNNet(NeuralNet):
     def _image_loss(self, output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return self.criterion_.idt(to_unit(output), to_unit(reference))
 
-    def istn_losses(self, source: torch.Tensor, target: torch.Tensor):
+    def istn_losses(self, source: torch.Tensor, target: torch.Tensor,
+                    source_targets: torch.Tensor | None = None):
         """The ISTN's loss terms on one batch, and the fakes each discriminator judges.
 
         Returns
         -------
         terms : dict of str to tensor
-            ``gan_loss``, ``idt_loss`` and, in cyclegan mode, ``cyc_loss``.
+            ``gan_loss``, ``idt_loss``, in cyclegan mode ``cyc_loss``, and
+            with a positive ``task_weight`` ``joint_loss`` (the weighted task
+            loss on S2T, back-propagated into the ISTN).
         fakes : dict of str to tensor
             ``{"target": S2T}`` and, in cyclegan mode, ``{"source": T2S}``.
         """
@@ -161,6 +190,11 @@ class AdversarialISTNNet(NeuralNet):
             "idt_loss": 0.5 * weight * self._image_loss(istn["s2t"](target), target),
         }
         fakes = {"target": s2t}
+        if self.task_net is not None and self.task_weight > 0:
+            task = self.task_net
+            task.module_.train()
+            terms["joint_loss"] = self.task_weight * task.get_loss(
+                task.module_(s2t), source_targets.to(task.device), training=True)
         if "t2s" in istn:
             t2s = istn["t2s"](target)
             terms["gan_loss"] = terms["gan_loss"] + self._adversarial(dis["source"], t2s)
@@ -206,7 +240,7 @@ class AdversarialISTNNet(NeuralNet):
                           for part in batch[:2])
 
         self.discriminator_.requires_grad_(False)
-        terms, fakes = self.istn_losses(source, target)
+        terms, fakes = self.istn_losses(source, target, batch[2] if len(batch) > 2 else None)
         istn_loss = sum(terms.values())
         self.optimizer_.zero_grad()
         istn_loss.backward()
@@ -221,6 +255,8 @@ class AdversarialISTNNet(NeuralNet):
         terms["dis_loss"] = dis_loss
         if self.task_net is not None:
             terms["task_loss"] = self.task_step(fakes["target"], batch[2])
+        if self.averages_ is not None:
+            self.averages_.update(self._averaged())
         for name in LOSS_TERMS:
             if name in terms:
                 self.history.record_batch(name, terms[name].item())

@@ -92,6 +92,8 @@ def _states(net) -> dict:
     if net.task_net is not None:
         states["task"] = net.task_net.module_.state_dict()
         states["optimizer_task"] = net.task_net.optimizer_.state_dict()
+    if net.averages_ is not None:
+        states["averages"] = net.averages_.state_dict()
     return states
 
 
@@ -154,5 +156,7 @@ def restore(net, payload: dict) -> None:
     if net.task_net is not None:
         net.task_net.module_.load_state_dict(states["task"])
         net.task_net.optimizer_.load_state_dict(states["optimizer_task"])
+    if net.averages_ is not None:
+        net.averages_.load_state_dict(states["averages"])
     net.history_ = History(payload["history"])
     torch.set_rng_state(payload["rng"])

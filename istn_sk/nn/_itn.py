@@ -8,6 +8,24 @@ from torch import nn
 
 from ._layers import LINEAR_MODE, check_spatial_dims, conv, conv_block, n_halvings
 
+ITN_OUTPUTS = ("full_range", "clip", "tanh")
+#: ``full_range`` works on images squeezed into ±0.95 (artanh(±0.95) = ±1.83), so the
+#: tanh has headroom past ±1: exact ±1 (real background) is reachable, not only approached.
+SQUEEZE = 0.95
+
+
+def full_range_output(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``clamp(tanh(artanh(0.95 x) + h) / 0.95, -1, 1)``, the clamp straight-through.
+
+    The identity for ``h = 0``; any value in [-1, 1] is reachable from any
+    input, exact ±1 included (real images have an exact background, and a
+    map that only approaches it is told apart by any linear classifier);
+    the clamp's gradient is that of the identity, so no pixel is ever cut off
+    from training.
+    """
+    y = torch.tanh(torch.atanh(SQUEEZE * x) + h) / SQUEEZE
+    return y + (y.clamp(-1.0, 1.0) - y).detach()
+
 
 class ImageTransformerNetwork(nn.Module):
     """A UNet with additive (residual) skips, upsample+conv decoder and tanh output.
@@ -33,18 +51,26 @@ class ImageTransformerNetwork(nn.Module):
     p_dropout : float, optional
         Dropout in the decoder blocks; by default 0 in 2D and 0.5 in 3D, as in
         the paper.
-    residual : bool, default=True
-        Output ``clip(x + tanh(h), -1, 1)`` with the last convolution
-        zero-initialised, so a fresh ITN is the identity (like the STNs) and
-        training starts from "no change". ``False`` gives the paper's plain
-        ``tanh(h)``.
+    output : {"full_range", "clip", "tanh"}, default="full_range"
+        How the last convolution's map ``h`` becomes an image.
+        ``"full_range"``: :func:`full_range_output`; with the last
+        convolution zero-initialised a fresh ITN is the identity (like the
+        STNs), every output in [-1, 1] is reachable from every input (a
+        background pixel can become a stroke) and no gradient is ever cut. ``"clip"``:
+        ``clip(x + tanh(h), -1, 1)``, also the identity at initialisation,
+        but a pixel moves by less than 1, so background (-1) cannot pass
+        mid-grey, and the clip zeroes gradients at both ends. ``"tanh"``:
+        the paper's plain ``tanh(h)``, full range but not the identity at
+        initialisation.
     """
 
     def __init__(self, spatial_dims: int, in_channels: int, image_shape: tuple[int, ...],
                  nf: int = 16, depth: int | None = None, p_dropout: float | None = None,
-                 residual: bool = True) -> None:
+                 output: str = "full_range") -> None:
         super().__init__()
-        self.residual = residual
+        if output not in ITN_OUTPUTS:
+            raise ValueError(f"output must be one of {ITN_OUTPUTS}, got {output!r}")
+        self.output = output
         self.spatial_dims = check_spatial_dims(spatial_dims)
         if depth is None:
             depth = n_halvings(tuple(image_shape), 8, highest=4)
@@ -65,7 +91,7 @@ class ImageTransformerNetwork(nn.Module):
             for level in reversed(range(depth))
         )
         self.out = conv(spatial_dims, nf, in_channels)
-        if residual:
+        if output != "tanh":
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
@@ -80,6 +106,9 @@ class ImageTransformerNetwork(nn.Module):
             skip = skips.pop()
             h = F.interpolate(h, size=skip.shape[2:], mode=mode, align_corners=False)
             h = block(h) + skip
-        if self.residual:
-            return (x + torch.tanh(self.out(h))).clamp(-1.0, 1.0)
-        return torch.tanh(self.out(h))
+        h = self.out(h)
+        if self.output == "full_range":
+            return full_range_output(x.clamp(-1.0, 1.0), h)
+        if self.output == "clip":
+            return (x + torch.tanh(h)).clamp(-1.0, 1.0)
+        return torch.tanh(h)

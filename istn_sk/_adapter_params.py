@@ -1,0 +1,63 @@
+"""Validation of ISTNAdapter's parameters, done in ``fit`` (scikit-learn's convention)."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+
+from .nn._itn import ITN_OUTPUTS
+
+MODES = ("unidirectional", "cyclegan")
+
+
+def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
+    """Raise one ``ValueError`` naming the first invalid parameter of ``adapter``.
+
+    Parameters
+    ----------
+    adapter : ISTNAdapter
+    spatial : tuple of int
+        Spatial shape of the images being fitted (per-axis options must match it).
+    """
+    if adapter.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {adapter.mode!r}")
+    if not isinstance(adapter.itn, (bool, np.bool_)):
+        raise ValueError(f"itn must be True or False, got {adapter.itn!r}")
+    if adapter.itn_output not in ITN_OUTPUTS:
+        raise ValueError(f"itn_output must be one of {ITN_OUTPUTS}, got {adapter.itn_output!r}")
+    if not adapter.itn and adapter.stn in (None, "none"):
+        raise ValueError("itn=False with stn=None leaves nothing to train: enable the ITN "
+                         "or choose an STN")
+    if not isinstance(adapter.max_displacement, Real) or not 0 <= adapter.max_displacement <= 1:
+        raise ValueError(f"max_displacement must be in [0, 1] (a fraction of the image "
+                         f"size), got {adapter.max_displacement!r}")
+    per_axis(adapter.cp_spacing, len(spatial))
+    for name in ("nf", "batch_size", "max_epochs"):
+        value = getattr(adapter, name)
+        if not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if adapter.task is None and adapter.task_weight:
+        raise ValueError("task_weight needs a task model: pass task=TaskClassifier() (or "
+                         "TaskRegressor()) to train one alongside the ISTN")
+    if adapter.ema_decay is not None and (not isinstance(adapter.ema_decay, Real)
+                                          or not 0 < adapter.ema_decay < 1):
+        raise ValueError(f"ema_decay must be None or a number in (0, 1), got "
+                         f"{adapter.ema_decay!r}")
+    for name in ("lr", "dis_lr", "consistency_weight", "task_weight"):
+        value = getattr(adapter, name)
+        if name == "dis_lr" and value is None:
+            continue
+        if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def per_axis(value, spatial_dims: int) -> tuple[int, ...]:
+    """An int or a per-axis sequence of positive ints, as a tuple of ``spatial_dims`` ints."""
+    values = tuple(np.atleast_1d(value).tolist())
+    if len(values) == 1:
+        values = values * spatial_dims
+    if len(values) != spatial_dims or not all(isinstance(v, Integral) and v >= 1 for v in values):
+        raise ValueError(f"cp_spacing must be a positive integer or {spatial_dims} of them, "
+                         f"got {value!r}")
+    return values
