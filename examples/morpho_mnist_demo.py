@@ -2,16 +2,17 @@
 
 1. ``T_S``: a task classifier (healthy / fractured / swollen) trained on
    domain A (thin digits), scored on A and on B (thick digits).
-2. An ISTN is fitted on unlabelled A and B training images and maps A to
-   A2B. It is an ITN alone (so the deformation grid stays straight):
-   thickness is an appearance change, and in our measurements
-   (docs/results.md) an added STN did not help on A -> B. Adversarial
-   training is short on purpose (500 digits per domain, 10 epochs): with
-   1,000 digits and 15 epochs the discriminator won and the ITN started to
-   erase strokes.
-3. ``T_S2T``: the classifier retrained on A2B with A's labels, from scratch
-   and fine-tuned from ``T_S``; both are scored on the *unmodified* B test
-   images.
+2. An ISTN (an ITN alone, so the deformation grid stays straight: thickness
+   is an appearance change) is fitted on A images with their labels and on
+   unlabelled B images, with the joint scheme the shift suite chose
+   (docs/results.md): a task model is trained alongside on the evolving
+   A2B, and its loss on A2B also steers the ISTN (``task_weight=1``), so
+   fractures and swellings survive the thickening. B's labels are never read.
+3. ``T_S2T``: three ways to get the adapted classifier, each scored on the
+   *unmodified* B test images: the model trained alongside
+   (``adapter.predict``), a fresh classifier trained from scratch on the
+   final A2B (what ``Pipeline([adapter, TaskClassifier()])`` does), and
+   ``T_S`` fine-tuned on A2B.
 4. ``T_T``: the oracle, trained on labelled B images.
 
 Prints the protocol table and writes into the output folder (default
@@ -40,13 +41,13 @@ from istn_sk.datasets import load_morpho_mnist
 from istn_sk.evaluate import task_scores, write_report
 from istn_sk.figures import deformation_grid, explanation_grid, grey, signed, write_png
 
-N_TRAIN = 500
+N_TRAIN = 1000
 N_TEST = 250
 SEED = 0
 TASK = {"nf": 16, "lr": 1e-3, "max_epochs": 12, "batch_size": 32}
 FINE_TUNE_EPOCHS = 6
 ADAPTER = {"itn": True, "stn": None, "nf": 8, "lr": 1e-3, "consistency_weight": 10.0,
-           "max_epochs": 10, "batch_size": 32}
+           "max_epochs": 20, "batch_size": 32, "task_weight": 1.0}
 
 
 def tile(images: np.ndarray, columns: int = 8, zoom: int = 3) -> np.ndarray:
@@ -81,7 +82,8 @@ def protocol_table(scores: dict[str, float]) -> pd.DataFrame:
     ----------
     scores : dict
         Accuracies under the keys ``"T_S(S)"``, ``"T_S(T)"``,
-        ``"T_S2T scratch(T)"``, ``"T_S2T fine-tuned(T)"`` and ``"T_T(T)"``.
+        ``"T_S2T alongside(T)"``, ``"T_S2T scratch(T)"``,
+        ``"T_S2T fine-tuned(T)"`` and ``"T_T(T)"``.
 
     Returns
     -------
@@ -94,7 +96,8 @@ def protocol_table(scores: dict[str, float]) -> pd.DataFrame:
     rows = [
         ("T_S", "S (A test)", scores["T_S(S)"]),
         ("T_S", "T (B test)", before),
-        ("T_S2T scratch", "T (B test)", scores["T_S2T scratch(T)"]),
+        ("T_S2T trained alongside", "T (B test)", scores["T_S2T alongside(T)"]),
+        ("T_S2T scratch (Pipeline)", "T (B test)", scores["T_S2T scratch(T)"]),
         ("T_S2T fine-tuned", "T (B test)", scores["T_S2T fine-tuned(T)"]),
         ("T_T (oracle)", "T (B test)", oracle),
     ]
@@ -128,10 +131,13 @@ def main(out_dir: Path) -> None:
               "T_S(T)": task_scores(t_s, Xb_test, yb_test)["accuracy"]}
     progress(f"T_S: {scores['T_S(S)']:.3f} on A, {scores['T_S(T)']:.3f} on B")
 
-    progress(f"fitting the ISTN (ITN only, {ADAPTER['max_epochs']} epochs) on unlabelled A and B")
-    adapter = ISTNAdapter(**ADAPTER, random_state=SEED, verbose=1)
-    adapter.fit(np.concatenate([Xa, Xb]),
+    progress(f"fitting the ISTN (ITN only, {ADAPTER['max_epochs']} epochs) on labelled A and "
+             "unlabelled B, a task model trained alongside")
+    adapter = ISTNAdapter(**ADAPTER, task=task(), random_state=SEED, verbose=1)
+    adapter.fit(np.concatenate([Xa, Xb]), np.r_[ya, -np.ones(len(Xb), int)],
                 sample_domain=np.r_[np.ones(len(Xa), int), -2 * np.ones(len(Xb), int)])
+    scores["T_S2T alongside(T)"] = task_scores(adapter.task_, Xb_test, yb_test)["accuracy"]
+    progress(f"the model trained alongside: {scores['T_S2T alongside(T)']:.3f} on B")
     a2b = adapter.transform(Xa)
 
     progress(f"retraining on A2B from scratch ({TASK['max_epochs']} epochs)")

@@ -37,9 +37,6 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
         value = getattr(adapter, name)
         if not isinstance(value, Integral) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if adapter.task is None and adapter.task_weight:
-        raise ValueError("task_weight needs a task model: pass task=TaskClassifier() (or "
-                         "TaskRegressor()) to train one alongside the ISTN")
     if adapter.ema_decay is not None and (not isinstance(adapter.ema_decay, Real)
                                           or not 0 < adapter.ema_decay < 1):
         raise ValueError(f"ema_decay must be None or a number in (0, 1), got "
