@@ -17,7 +17,7 @@ from ._adapter_params import check_adapter_params, per_axis
 from ._adversarial_net import AdversarialISTNNet, GANLosses, PairedDomains
 from ._alongside import TrainedAlongsideMixin
 from ._batch_norm import recompute_batch_norm
-from ._checkpoint import EpochCheckpoint, fingerprint, read_checkpoint, restore
+from ._checkpoint import EpochCheckpoint, fingerprint, read_checkpoint, restore, resumable
 from ._registry import get_registry
 from ._validation import image_layout, source_mask
 from .nn import ISTN, FullyConvolutionalNet, ImageTransformerNetwork, STNContext
@@ -117,7 +117,10 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         and data resumes from it, losing at most the epoch in progress, and
         on CPU ends bit-identical to an uninterrupted run; a larger
         ``max_epochs`` continues a finished run. A checkpoint of another fit
-        there is an error, never overwritten.
+        there is an error, never overwritten. Ctrl-C (SIGINT) or SIGTERM
+        stops such a fit, once no checkpoint is being written, with
+        :class:`~istn_sk.TrainingInterrupted` (exit status 130 or 143 when
+        uncaught, no traceback) and one line naming the checkpoint.
     callbacks : list of skorch callbacks, optional
         Added to the training net (e.g. ``skorch.callbacks.Checkpoint``).
     verbose : int, default=0
@@ -219,7 +222,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         images = torch.from_numpy(array)
         source = images[torch.from_numpy(is_source)]
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), resumable(extra_callbacks, checkpoint):
             torch.manual_seed(seed)
             task, source_targets = self._simultaneous_task(X[is_source], y, is_source)
             net = self._build_net(layout, task, extra_callbacks)

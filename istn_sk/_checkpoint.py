@@ -5,10 +5,15 @@ optimizer's state, the history and torch's RNG state, so a run killed at any
 moment loses at most the epoch in progress, and on CPU a resumed run ends
 bit-identical to one that was never interrupted. It is written to a
 temporary file and renamed, and read with ``torch.load(weights_only=True)``.
+Inside :func:`resumable`, SIGINT and SIGTERM stop the fit with
+:class:`~istn_sk.TrainingInterrupted` once no checkpoint is being written,
+and one line says where the checkpoint is and how to resume.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import joblib
@@ -18,6 +23,7 @@ from skorch.callbacks import Callback
 from skorch.history import History
 
 from ._atomic import atomic_path
+from ._interrupt import TrainingInterrupted, signals_deferred, stop_on_signals
 from ._persistence import _history
 
 CHECKPOINT_NAME = "istn-checkpoint.pt"
@@ -106,19 +112,32 @@ class EpochCheckpoint(Callback):
         Folder of the checkpoint file ``istn-checkpoint.pt``.
     key : str
         The :func:`fingerprint` of this fit, checked when resuming.
+    epoch : int, default=0
+        Epochs the checkpoint in ``directory`` holds (a resumed fit's start).
+
+    Attributes
+    ----------
+    path : Path
+        The checkpoint file.
     """
 
-    def __init__(self, directory, key: str) -> None:
+    def __init__(self, directory, key: str, epoch: int = 0) -> None:
         self.directory = directory
         self.key = key
+        self.epoch = epoch
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory) / CHECKPOINT_NAME
 
     def on_epoch_end(self, net, **kwargs) -> None:
-        path = Path(self.directory) / CHECKPOINT_NAME
         payload = {"format": FORMAT, "key": self.key, "epoch": len(net.history),
                    "states": _states(net), "history": _history(net),
                    "rng": torch.get_rng_state()}
-        with atomic_path(path) as temporary:
-            torch.save(payload, temporary)
+        with signals_deferred():   # a stop signal waits until the file is whole
+            with atomic_path(self.path) as temporary:
+                torch.save(payload, temporary)
+            self.epoch = payload["epoch"]
 
 
 def read_checkpoint(directory, key: str) -> dict | None:
@@ -160,3 +179,44 @@ def restore(net, payload: dict) -> None:
         net.averages_.load_state_dict(states["averages"])
     net.history_ = History(payload["history"])
     torch.set_rng_state(payload["rng"])
+
+
+def _fit_stopped(error: TrainingInterrupted) -> str:
+    if not error.epoch:
+        return (f"ISTNAdapter.fit stopped by {error.signal_name} before its first epoch ended; "
+                "no checkpoint was written")
+    return (f"ISTNAdapter.fit stopped by {error.signal_name} after epoch {error.epoch}; the "
+            f"checkpoint is {error.checkpoint}: fit again with the same parameters, data and "
+            f"checkpoint_dir={str(error.checkpoint.parent)!r} to resume")
+
+
+@contextmanager
+def resumable(callbacks: Sequence, checkpoint: dict | None = None) -> Iterator[None]:
+    """Stop the fit on SIGINT or SIGTERM, keeping the checkpoint of the last finished epoch.
+
+    Without an :class:`EpochCheckpoint` among ``callbacks`` this does
+    nothing. With one, the signals raise :class:`~istn_sk.TrainingInterrupted`
+    (exit status 130 or 143 when uncaught) carrying the checkpoint's path
+    and epoch, and one line on stderr says how to resume (see
+    :func:`~istn_sk._interrupt.stop_on_signals` for when handlers are
+    installed).
+
+    Parameters
+    ----------
+    callbacks : sequence of skorch callbacks
+        The training net's extra callbacks.
+    checkpoint : dict, optional
+        The checkpoint the fit resumes from (:func:`read_checkpoint`).
+    """
+    writer = next((item for item in callbacks if isinstance(item, EpochCheckpoint)), None)
+    if writer is None:
+        yield
+        return
+    if checkpoint is not None:
+        writer.epoch = checkpoint["epoch"]
+    with stop_on_signals(report=_fit_stopped):
+        try:
+            yield
+        except TrainingInterrupted as error:
+            error.checkpoint, error.epoch = writer.path.absolute(), writer.epoch
+            raise

@@ -13,8 +13,15 @@ import pytest
 import torch
 from skorch.callbacks import PrintLog
 
-from istn_sk import ISTNAdapter, TaskClassifier, TaskRegressor, make_shifted_shapes
+from istn_sk import (
+    ISTNAdapter,
+    TaskClassifier,
+    TaskRegressor,
+    TrainingInterrupted,
+    make_shifted_shapes,
+)
 from istn_sk._checkpoint import CHECKPOINT_NAME, fingerprint
+from istn_sk._interrupt import signals_deferred, stop_on_signals
 
 PARAMS = dict(stn="bspline", cp_spacing=4, nf=4, batch_size=16, random_state=0)
 
@@ -62,6 +69,45 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(data, tmp_path):
     np.testing.assert_array_equal(resumed.transform(X), uninterrupted.transform(X))
     assert resumed.history_[:, "dis_loss"] == uninterrupted.history_[:, "dis_loss"]
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_exits_cleanly_keeping_the_last_epochs_checkpoint(data, tmp_path, signum):
+    X, _, sd = data
+    path = tmp_path / CHECKPOINT_NAME
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)],
+                               cwd=tempfile.gettempdir(), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while _epoch(path) < 1 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, f"the training process ended early ({process.returncode})"
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum
+    lines = stderr.strip().splitlines()
+    done = _epoch(path)
+    assert 1 <= done < 8 and "Traceback" not in stderr
+    assert lines == [f"ISTNAdapter.fit stopped by {signal.Signals(signum).name} after epoch "
+                     f"{done}; the checkpoint is {path}: fit again with the same parameters, "
+                     f"data and checkpoint_dir={str(tmp_path)!r} to resume"]
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]
+    # the same fit takes it up (max_epochs=done: it only restores what was saved)
+    resumed = ISTNAdapter(checkpoint_dir=tmp_path, max_epochs=done, **PARAMS).fit(
+        X, sample_domain=sd)
+    assert len(resumed.history_) == done
+
+
+def test_a_signal_during_a_checkpoint_write_waits_for_the_write():
+    before = signal.getsignal(signal.SIGTERM)
+    steps = []
+    with pytest.raises(TrainingInterrupted) as stopped, stop_on_signals():
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            steps.append("written")
+        steps.append("after the write")
+    assert steps == ["written"] and stopped.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_larger_max_epochs_continues_a_finished_run(data, tmp_path):
