@@ -169,3 +169,10 @@ def test_reference_keys_are_renamed_and_routed_keys_pass(config, routed):
                               prefixes=("optimizer__",))
     assert result == {**{REFERENCE_ALIASES[key]: value for key, value in merged.items()},
                       routed: 0.5}
+
+
+@pytest.mark.parametrize("value", [1, True, "yes-please"])
+def test_reference_augmentation_that_would_do_nothing_is_refused(value):
+    with pytest.raises(ValueError, match=r"augmentation=.* is not implemented"):
+        canonical_config({"augmentation": value}, set(), origin="config.json")
+    assert canonical_config({"augmentation": 0}, set(), origin="c") == {"augmentation": False}

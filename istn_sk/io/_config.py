@@ -153,8 +153,11 @@ def canonical_config(config: Mapping[str, Any], known: Collection[str], *,
     Raises
     ------
     ValueError
-        An unknown key (the message suggests the closest known one), or two
-        keys naming the same setting with different values.
+        An unknown key (the message suggests the closest known one), two
+        keys naming the same setting with different values, or
+        ``augmentation`` set to anything but false/0 (the reference code's
+        augmentation is not implemented, and a key that would do nothing is
+        never accepted).
     """
     prefixes = tuple(prefixes)
     accepted = set(known) | REFERENCE_KEYS
@@ -167,6 +170,10 @@ def canonical_config(config: Mapping[str, Any], known: Collection[str], *,
             raise ValueError(message + (f" (did you mean {close[0]!r}?)" if close else ""))
         name = REFERENCE_ALIASES.get(key, key)
         value = _reference_value(name, value)
+        if name == "augmentation" and value is not False:
+            raise ValueError(f"{origin}: augmentation={value!r} is not implemented: istn-sk "
+                             "does not augment training images (the reference code's random "
+                             "±3-voxel shifts and flips); remove the key or set it to false")
         if name in result and result[name] != value:
             raise ValueError(f"{origin}: {given_as[name]!r} and {key!r} both set {name!r}, "
                              f"to different values")
