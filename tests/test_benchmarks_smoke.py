@@ -109,3 +109,24 @@ def test_reproduce_quick_writes_tables_and_figures(tmp_path):
                  "brain-ukbb2camcan-unidirectional.png", "brain-camcan2ukbb-cyclegan.png",
                  "brain-ukbb2camcan-cyclegan.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_shift_suite_writes_one_row_per_run_and_per_epoch(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "ISTN_SK_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    setting = '{"alongside": true, "max_epochs": 2, "nf": 2}'
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "suite.py"), str(out), "--name", "smoke",
+         "--setting", setting, "--targets", "B", "D", "--seeds", "0", "--n-train", "12",
+         "--n-test", "9"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = pd.read_csv(out / "suite.csv")
+    assert list(runs.target) == ["B", "D"] and set(runs.name) == {"smoke"}
+    scores = runs[["no_da", "oracle", "alongside", "scratch", "handover", "oracle_on_s2t"]]
+    assert ((scores >= 0) & (scores <= 1)).all().all()
+    epochs = pd.read_csv(out / "epochs.csv")
+    assert len(epochs) == 4 and set(epochs.epoch) == {1, 2}
+    accuracies = epochs[["target_acc", "mapped_source_acc"]]
+    assert ((accuracies >= 0) & (accuracies <= 1)).all().all()

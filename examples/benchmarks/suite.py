@@ -1,0 +1,189 @@
+"""The shift suite: one adapter setting, Morpho-MNIST A -> B / C / D, several seeds.
+
+For each target domain and seed it fits ``ISTNAdapter(**setting)`` on unlabelled
+source and target training digits (with the source labels when the setting
+trains the task model alongside, ``"alongside": true``), then scores on the
+*unmodified* target test digits:
+
+* ``alongside``: the task model trained alongside (``adapter.task_``);
+* ``scratch``: a fresh task model trained on the final S2T (the ``Pipeline`` path);
+* ``handover``: the model trained alongside, fine-tuned 6 epochs on the final S2T;
+* ``no_da`` / ``oracle``: a task model trained on S / on labelled T (per seed,
+  cached in the output folder);
+* content kept: a T oracle's accuracy on the mapped source *test* digits against
+  their source labels (``oracle_on_s2t``), and the fraction of fractured /
+  swollen digits it still finds fractured / swollen (``fractures_kept``,
+  ``swellings_kept``; Morpho-MNIST labels 1 and 2).
+
+Each run appends one row to ``OUT/suite.csv``. Run::
+
+    python examples/benchmarks/suite.py OUT --name full_range \\
+        --setting '{"itn_output": "full_range", "alongside": true}' --targets B D --seeds 0 1 2
+
+Torch uses ``--threads`` threads (results depend on the thread count through the
+order of floating-point sums; the brief asks for 1 and 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from skorch.callbacks import Callback
+
+from istn_sk import ISTNAdapter, TaskClassifier
+from istn_sk._batch_norm import recompute_batch_norm
+from istn_sk.datasets import load_morpho_mnist
+
+TASK = {"nf": 16, "lr": 1e-3, "max_epochs": 12, "batch_size": 32}
+ADAPTER = {"stn": None, "nf": 8, "lr": 1e-3, "consistency_weight": 10.0, "max_epochs": 20,
+           "batch_size": 32}
+STN_TARGETS = {"C": "affine", "D": "affine"}
+
+
+def accuracy(model, X, y) -> float:
+    """Fraction of ``X`` that ``model`` labels as ``y``."""
+    return float(np.mean(model.predict(X) == y))
+
+
+def reference_scores(out: Path, source: str, target: str, seed: int, n_train: int,
+                     data: dict) -> dict[str, float]:
+    """No-adaptation and oracle accuracies on the target test set, cached per seed."""
+    cache = out / "references.csv"
+    table = pd.read_csv(cache) if cache.exists() else pd.DataFrame(
+        columns=["source", "target", "seed", "n_train", "no_da", "oracle"])
+    hit = table[(table.source == source) & (table.target == target) & (table.seed == seed)
+                & (table.n_train == n_train)]
+    if len(hit):
+        return {"no_da": float(hit.no_da.iloc[0]), "oracle": float(hit.oracle.iloc[0])}
+    Xs, ys, Xt, yt, Xt_test, yt_test = data
+    no_da = accuracy(TaskClassifier(**TASK, random_state=seed).fit(Xs, ys), Xt_test, yt_test)
+    oracle = accuracy(TaskClassifier(**TASK, random_state=seed).fit(Xt, yt), Xt_test, yt_test)
+    row = {"source": source, "target": target, "seed": seed, "n_train": n_train,
+           "no_da": no_da, "oracle": oracle}
+    pd.concat([table, pd.DataFrame([row])]).to_csv(cache, index=False)
+    return {"no_da": no_da, "oracle": oracle}
+
+
+class EpochDiagnostics(Callback):
+    """Per epoch: the alongside model's true target accuracy and label-free candidates.
+
+    Measurement only (it reads target test labels, which no fit ever sees):
+    ``target_acc`` is the accuracy of the model trained alongside on the
+    unmodified target test digits; ``mapped_source_acc`` its accuracy on the
+    mapped *source* test digits with source labels (the reference code's
+    selection criterion); ``target_entropy`` its mean prediction entropy on
+    the unlabelled target training digits.
+    """
+
+    def __init__(self, source_train, source_test, target_test, target_train) -> None:
+        self.source_train = torch.from_numpy(source_train)
+        self.source_test = source_test
+        self.target_test = target_test
+        self.target_train = target_train
+        self.rows: list[dict] = []
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        task = net.task_net
+        if task is None:
+            return
+        (Xs, ys), (Xt, yt) = self.source_test, self.target_test
+        istn = copy.deepcopy(net.module_["s2t"])
+        recompute_batch_norm(istn, self.source_train, net.batch_size, net.memory_format)
+        with torch.no_grad():
+            mapped = istn(torch.from_numpy(Xs)).numpy()
+        proba = np.clip(task.predict_proba(self.target_train), 1e-12, 1)
+        self.rows.append({"epoch": len(net.history), "target_acc": accuracy(task, Xt, yt),
+                          "mapped_source_acc": accuracy(task, mapped, ys),
+                          "target_entropy": float(-np.mean(np.sum(proba * np.log(proba), 1)))})
+
+
+def run_one(setting: dict, source: str, target: str, seed: int, n_train: int,
+            out: Path, n_test: int = 250) -> tuple[dict, list[dict]]:
+    """Fit one adapter and score every path on the unmodified target test digits."""
+    Xs, ys = load_morpho_mnist(source, "train", n_train, random_state=seed)
+    Xt, yt = load_morpho_mnist(target, "train", n_train, random_state=seed)
+    Xt_test, yt_test = load_morpho_mnist(target, "test", n_test, random_state=seed)
+    Xs_test, ys_test = load_morpho_mnist(source, "test", n_test, random_state=seed)
+    diagnostics = EpochDiagnostics(Xs, (Xs_test, ys_test), (Xt_test, yt_test), Xt)
+    references = reference_scores(out, source, target, seed, n_train,
+                                  (Xs, ys, Xt, yt, Xt_test, yt_test))
+    options = dict(setting)
+    alongside = options.pop("alongside", False)
+    params = {**ADAPTER, "stn": STN_TARGETS.get(target), **options}
+    if alongside:
+        params["task"] = TaskClassifier(**TASK, random_state=seed)
+    X = np.concatenate([Xs, Xt])
+    sd = np.r_[np.ones(len(Xs), int), -2 * np.ones(len(Xt), int)]
+    y = np.r_[ys, -np.ones(len(Xt), int)]
+    start = time.perf_counter()
+    adapter = ISTNAdapter(**params, callbacks=[diagnostics], random_state=seed)
+    adapter.fit(X, y, sample_domain=sd)
+    seconds = time.perf_counter() - start
+    s2t = adapter.transform(Xs)
+    scratch = TaskClassifier(**TASK, random_state=seed).fit(s2t, ys)
+    handover = (TaskClassifier(**{**TASK, "max_epochs": 6}, random_state=seed,
+                               init_params=adapter.task_.module_.state_dict()).fit(s2t, ys)
+                if alongside else None)
+    history = adapter.history_
+    oracle = TaskClassifier(**TASK, random_state=seed).fit(Xt, yt)
+    mapped_test = adapter.transform(Xs_test)
+    content = oracle.predict(mapped_test)
+    row = {"source": source, "target": target, "seed": seed, "n_train": n_train,
+           "threads": torch.get_num_threads(), **references,
+           "alongside": accuracy(adapter.task_, Xt_test, yt_test) if alongside else np.nan,
+           "scratch": accuracy(scratch, Xt_test, yt_test),
+           "handover": accuracy(handover, Xt_test, yt_test) if alongside else np.nan,
+           "oracle_on_s2t": float(np.mean(content == ys_test)),
+           "fractures_kept": float(np.mean(content[ys_test == 1] == 1)),
+           "swellings_kept": float(np.mean(content[ys_test == 2] == 2)),
+           "ink_s2t": float(np.mean(s2t > 0)), "ink_t": float(np.mean(Xt > 0)),
+           "dis_loss": history[-1, "dis_loss"], "gan_loss": history[-1, "gan_loss"],
+           "fit_s": seconds}
+    for epoch_row in diagnostics.rows:
+        epoch_row.update(source=source, target=target, seed=seed)
+    return row, diagnostics.rows
+
+
+def main() -> None:
+    """Parse the command line and append one row per (target, seed) to ``OUT/suite.csv``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--name", required=True, help="label of the setting in the table")
+    parser.add_argument("--setting", default="{}", help="ISTNAdapter options as JSON")
+    parser.add_argument("--source", default="A")
+    parser.add_argument("--targets", nargs="+", default=["B"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--n-train", type=int, default=1000)
+    parser.add_argument("--n-test", type=int, default=250)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    setting = json.loads(args.setting)
+    for target in args.targets:
+        for seed in args.seeds:
+            result, epochs = run_one(setting, args.source, target, seed, args.n_train,
+                                    args.out, args.n_test)
+            row = {"name": args.name, "setting": json.dumps(setting), **result}
+            for name, rows in (("suite.csv", [row]), ("epochs.csv", epochs)):
+                if rows:
+                    path = args.out / name
+                    pd.DataFrame(rows).assign(name=args.name).to_csv(
+                        path, mode="a", header=not path.exists(), index=False)
+            print(f"{args.name} {args.source}->{target} seed {seed}: "
+                  f"alongside {row['alongside']:.3f} scratch {row['scratch']:.3f} "
+                  f"handover {row['handover']:.3f} content {row['oracle_on_s2t']:.3f} "
+                  f"(no-DA {row['no_da']:.3f}, oracle {row['oracle']:.3f}; "
+                  f"dis {row['dis_loss']:.2f} gan {row['gan_loss']:.2f}; "
+                  f"{row['fit_s']:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
