@@ -16,7 +16,7 @@ import click
 from click.core import ParameterSource
 
 #: Option names that are not settings: where the run goes, and the config sources.
-NOT_SETTINGS = ("config", "set_values", "out", "force")
+NOT_SETTINGS = ("config", "set_values", "out", "force", "resume")
 #: Parameters never set from a config file: objects, or set by dedicated options.
 NOT_CONFIGURABLE = frozenset({"task", "callbacks", "init_params", "train_split"})
 #: Prefixes of skorch's routed parameters (``optimizer__weight_decay``, ...).
@@ -74,11 +74,18 @@ def config_options(function: Callable) -> Callable:
     )(function)
 
 
-def run_options(function: Callable) -> Callable:
-    """``--out``, ``--force``, ``--device``, ``--num-workers``."""
+def run_options(function: Callable | None = None, *, resumable: bool = False) -> Callable:
+    """``--out``, ``--force``, ``--device``, ``--num-workers``.
+
+    With ``resumable`` (``@run_options(resumable=True)``), ``--out`` is not
+    required by click: the command requires it unless ``--resume`` is given.
+    """
+    if function is None:
+        return lambda decorated: run_options(decorated, resumable=resumable)
     return option_group(
-        click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
-                     help="Output folder of this run."),
+        click.option("-o", "--out", required=not resumable, type=click.Path(file_okay=False),
+                     help="Output folder of this run" + (" (required unless --resume)."
+                                                         if resumable else ".")),
         click.option("--force", is_flag=True,
                      help="Write into an existing, non-empty output folder (files of the same "
                           "names are replaced)."),

@@ -8,6 +8,13 @@ from typing import Any
 import click
 
 from ._data import ImageSet, chosen_sites, load_image_set, site_mask
+from ._resume import (
+    CHECKPOINT_META_KEY,
+    CHECKPOINT_NAME,
+    prepare_resume,
+    resume_option,
+    stopped_line,
+)
 from ._run import open_run
 from ._settings import (
     ROUTED_PREFIXES,
@@ -194,7 +201,8 @@ def _adapter_keys() -> set[str]:
 @click.option("--n-samples", type=click.IntRange(min=1), default=3, show_default=True,
               help="Source images sampled by --nii/--png.")
 @quiet_option
-@run_options
+@resume_option
+@run_options(resumable=True)
 @click.pass_context
 def fit_command(ctx: click.Context, **_: Any) -> None:
     """Fit an ISTN that maps source-site images to the target site.
@@ -203,8 +211,18 @@ def fit_command(ctx: click.Context, **_: Any) -> None:
     time on each batch's S2T images with the source labels (the reference's
     da_*_training.py; --finetune starts it from --task-model's weights).
     Writes adapter.pt (and task.pt), history.csv/json, config.json and
-    report/*.png to --out.
+    report/*.png to --out. Every epoch is checkpointed there: a run stopped
+    by Ctrl-C or SIGTERM (exit status 130/143) or killed keeps its folder,
+    and --resume RUN continues it.
     """
+    from istn_sk._interrupt import stop_on_signals
+
+    resume = prepare_resume(ctx)
+    with stop_on_signals(report=stopped_line(ctx)):
+        _fit(ctx, resume=resume)
+
+
+def _fit(ctx: click.Context, *, resume: bool) -> None:
     from pathlib import Path
 
     import numpy as np
@@ -215,7 +233,7 @@ def fit_command(ctx: click.Context, **_: Any) -> None:
     adapter_keys = _adapter_keys()
     settings = resolve_settings(ctx, estimator_keys=adapter_keys, prefixes=(TASK_PREFIX,),
                                 extra=_extra_settings())
-    run = open_run(ctx, settings)
+    run = open_run(ctx, settings, resume=resume)
     train, is_source, sites = _two_sites(settings)
     task, y = None, None
     if settings.get("model_type") or settings.get("task_model"):
@@ -241,13 +259,19 @@ def fit_command(ctx: click.Context, **_: Any) -> None:
             normalizer=settings["normalizer"]))
     params = {key: settings[key] for key in adapter_keys if key in settings}
     params["verbose"] = _verbose(settings)
-    adapter = ISTNAdapter(**params, task=task, callbacks=callbacks or None)
+    checkpoint_dir = Path(settings.get("checkpoint_dir") or run.path).absolute()
+    ctx.meta[CHECKPOINT_META_KEY] = checkpoint_dir / CHECKPOINT_NAME
+    adapter = ISTNAdapter(**{**params, "checkpoint_dir": checkpoint_dir}, task=task,
+                          callbacks=callbacks or None)
     adapter.fit(X, y, sample_domain=np.where(is_source, 1, -2))
+    adapter.set_params(checkpoint_dir=settings.get("checkpoint_dir"))   # not the run's folder
     run.save_model(adapter, "adapter.pt")
     if task is not None:
         run.save_model(adapter.task_, "task.pt")
     run.write_history(adapter.history_)
     run.write_explanation(adapter.explain(X[is_source][:8]), X[~is_source][:8])
+    if not settings.get("checkpoint_dir"):   # the run is complete: its checkpoint is spent
+        (checkpoint_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
     click.echo(f"wrote {run.path}")
 
 

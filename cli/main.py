@@ -3,7 +3,8 @@
 Heavy modules (torch, the estimators) are imported inside commands, so
 ``istn-sk --help`` answers fast. Plugins add commands through the
 ``istn_sk_add_cli_commands`` hook. Errors are reported as one line (a
-traceback with ``--debug``).
+traceback with ``--debug``); ``fit`` stopped by SIGINT/SIGTERM says how to
+resume it and exits with status 130/143.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class _Group(click.Group):
         except click.exceptions.Exit:
             raise
         except Exception as error:
-            run = ctx.meta.pop(RUN_META_KEY, None)
+            run = ctx.meta.get(RUN_META_KEY)
             if run is not None:   # a failed run leaves no partial output folder
                 run.discard()
             if isinstance(error, (click.ClickException, click.Abort)) or ctx.params.get("debug"):
@@ -34,6 +35,10 @@ class _Group(click.Group):
             if not isinstance(error, (ValueError, OSError, TypeError)):
                 message = f"{type(error).__name__}: {message}"
             raise click.ClickException(f"{message} (--debug shows the traceback)") from None
+        finally:   # however the command ended (a signal keeps the folder): release its lock
+            run = ctx.meta.pop(RUN_META_KEY, None)
+            if run is not None:
+                run.close()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -19,7 +19,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
 from skorch.history import History
 
 from ._atomic import atomic_path
@@ -130,6 +130,14 @@ class EpochCheckpoint(Callback):
     def path(self) -> Path:
         return Path(self.directory) / CHECKPOINT_NAME
 
+    def on_train_begin(self, net, **kwargs) -> None:
+        """On a resumed fit, bring the other callbacks' state up to the restored history.
+
+        Runs after theirs (this callback comes last), which reset it.
+        """
+        if len(net.history):
+            replay_callback_states(net)
+
     def on_epoch_end(self, net, **kwargs) -> None:
         payload = {"format": FORMAT, "key": self.key, "epoch": len(net.history),
                    "states": _states(net), "history": _history(net),
@@ -138,6 +146,37 @@ class EpochCheckpoint(Callback):
             with atomic_path(self.path) as temporary:
                 torch.save(payload, temporary)
             self.epoch = payload["epoch"]
+
+
+def replay_callback_states(net) -> None:
+    """Give the scoring and early-stopping callbacks the state the restored history implies.
+
+    A scoring callback's best score so far is the score of the last epoch
+    flagged ``<name>_best``; :class:`skorch.callbacks.EarlyStopping` replays
+    its count of epochs without improvement and its threshold over the
+    history, so a resumed fit flags, and stops at, the epochs an
+    uninterrupted one would (``load_best`` weights are not restored).
+    """
+    for _, callback in net.callbacks_:
+        if isinstance(callback, EarlyStopping):
+            callback.misses_ = 0
+            for epoch in net.history:
+                if callback.monitor not in epoch:
+                    continue
+                if callback._is_score_improved(epoch[callback.monitor]):
+                    callback.misses_ = 0
+                    callback.dynamic_threshold_ = callback._calc_new_threshold(
+                        epoch[callback.monitor])
+                    callback.best_epoch_ = epoch["epoch"]
+                else:
+                    callback.misses_ += 1
+            continue
+        name = getattr(callback, "name_", None) or getattr(callback, "name", None)
+        if not hasattr(callback, "best_score_") or not isinstance(name, str):
+            continue
+        best = [epoch[name] for epoch in net.history if epoch.get(f"{name}_best")]
+        if best:
+            callback.best_score_ = best[-1]
 
 
 def read_checkpoint(directory, key: str) -> dict | None:

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import PrintLog
+from skorch.callbacks import EarlyStopping, PrintLog
 
 from istn_sk import (
     ISTNAdapter,
@@ -45,6 +45,10 @@ def data():
     return make_shifted_shapes(24, (12, 12), random_state=0)
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)   # as in a terminal, even if pytest's is ignored
+
+
 def _epoch(path):
     return torch.load(path, weights_only=True)["epoch"] if path.exists() else 0
 
@@ -76,7 +80,8 @@ def test_a_stop_signal_exits_cleanly_keeping_the_last_epochs_checkpoint(data, tm
     X, _, sd = data
     path = tmp_path / CHECKPOINT_NAME
     process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)],
-                               cwd=tempfile.gettempdir(), stderr=subprocess.PIPE, text=True)
+                               cwd=tempfile.gettempdir(), stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_default_sigint)
     deadline = time.monotonic() + 600
     while _epoch(path) < 1 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -110,6 +115,12 @@ def test_a_signal_during_a_checkpoint_write_waits_for_the_write():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def _epochs(history):
+    """Each epoch's record without its duration and batches."""
+    return [{key: value for key, value in epoch.items() if key not in ("dur", "batches")}
+            for epoch in history]
+
+
 def test_a_larger_max_epochs_continues_a_finished_run(data, tmp_path):
     X, _, sd = data
     ISTNAdapter(checkpoint_dir=tmp_path, max_epochs=2, **PARAMS).fit(X, sample_domain=sd)
@@ -117,6 +128,24 @@ def test_a_larger_max_epochs_continues_a_finished_run(data, tmp_path):
         X, sample_domain=sd)
     straight = ISTNAdapter(max_epochs=4, **PARAMS).fit(X, sample_domain=sd)
     np.testing.assert_array_equal(continued.transform(X), straight.transform(X))
+    assert _epochs(continued.history_) == _epochs(straight.history_)   # *_best flags too
+
+
+def test_early_stopping_resumes_with_its_count_of_epochs_without_improvement(data, tmp_path):
+    X, _, sd = data
+
+    def adapter(**kwargs):
+        stopping = EarlyStopping(monitor="gan_loss", patience=2, sink=lambda *_: None)
+        return ISTNAdapter(max_epochs=12, callbacks=[stopping], **PARAMS, **kwargs)
+
+    straight = adapter().fit(X, sample_domain=sd)
+    stopped_at = len(straight.history_)
+    misses = [epoch["epoch"] for epoch in straight.history_ if not epoch["gan_loss_best"]]
+    resume_at = misses[0] if misses and misses[0] < stopped_at else 2   # resume mid-count
+    adapter(checkpoint_dir=tmp_path).set_params(max_epochs=resume_at).fit(X, sample_domain=sd)
+    resumed = adapter(checkpoint_dir=tmp_path).fit(X, sample_domain=sd)
+    assert _epochs(resumed.history_) == _epochs(straight.history_)
+    np.testing.assert_array_equal(resumed.transform(X), straight.transform(X))
 
 
 def test_a_checkpoint_of_another_fit_is_refused_and_kept(data, tmp_path):
