@@ -100,3 +100,16 @@ def test_a_bad_ema_decay_is_named(labelled):
     X, _, sd = labelled
     with pytest.raises(ValueError, match="ema_decay must be None or a number in"):
         ISTNAdapter(ema_decay=1.0, **TINY).fit(X, sample_domain=sd)
+
+
+def test_cross_val_score_over_sites_with_the_adapter_as_the_estimator():
+    import sklearn
+
+    from istn_sk.model_selection import LeaveOneSiteOut, expand_sites
+
+    X, y, sd = make_shifted_shapes(16, (12, 12), shift=2.0, random_state=0)
+    X2, y2, sd2, _ = expand_sites(X, y, np.where(sd > 0, "a", "b"))
+    with sklearn.config_context(enable_metadata_routing=True):
+        scores = cross_val_score(_alongside(), X2, y2, cv=LeaveOneSiteOut(),
+                                 params={"sample_domain": sd2})
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
