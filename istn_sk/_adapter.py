@@ -367,6 +367,9 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
             name: registry.get("loss", getattr(self, name), parameter=name).factory()
             for name in ("gan_loss", "dis_loss", "idt_loss")
         }
+        if getattr(losses["idt_loss"], "takes_logits", False):
+            raise ValueError(f"idt_loss={self.idt_loss!r} works on logits; the identity and "
+                             "cycle terms compare images: choose an image loss such as 'l1'")
         directions = ["s2t", "t2s"] if self.mode == "cyclegan" else ["s2t"]
         istns = nn.ModuleDict({key: self._build_istn(layout) for key in directions})
         critics = nn.ModuleDict({

@@ -64,6 +64,11 @@ def soft_labels(like: torch.Tensor, value: int) -> torch.Tensor:
     return noise if value == 0 else 1.0 - noise
 
 
+def _scores_for(loss, logits: torch.Tensor) -> torch.Tensor:
+    """What an adversarial loss is given: logits if it ``takes_logits``, else probabilities."""
+    return logits if getattr(loss, "takes_logits", False) else torch.sigmoid(logits)
+
+
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """Map images from [-1, 1] to [0, 1], where every registered loss applies."""
     return (images + 1.0) / 2.0
@@ -164,8 +169,8 @@ class AdversarialISTNNet(NeuralNet):
         return self
 
     def _adversarial(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-        probability = torch.sigmoid(discriminator(fake))
-        return self.criterion_.gan(probability, soft_labels(probability, 1))
+        score = _scores_for(self.criterion_.gan, discriminator(fake))
+        return self.criterion_.gan(score, soft_labels(score, 1))
 
     def _image_loss(self, output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return self.criterion_.idt(to_unit(output), to_unit(reference))
@@ -217,7 +222,7 @@ class AdversarialISTNNet(NeuralNet):
         for name, fake in fakes.items():
             real = reals[name]
             logits = self.discriminator_[name](torch.cat([fake.detach(), real]))
-            p_fake, p_real = torch.sigmoid(logits).split([len(fake), len(real)])
+            p_fake, p_real = _scores_for(self.criterion_.dis, logits).split([len(fake), len(real)])
             loss = loss + 0.5 * (self.criterion_.dis(p_fake, soft_labels(p_fake, 0))
                                  + self.criterion_.dis(p_real, soft_labels(p_real, 1)))
         return loss

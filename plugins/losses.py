@@ -14,6 +14,21 @@ def bce_loss() -> Callable:
     return nn.BCELoss()
 
 
+def bce_with_logits_loss() -> Callable:
+    """Binary cross-entropy on the discriminator's logits (``takes_logits``), mean over elements.
+
+    The same function as ``bce`` on ``sigmoid(logits)``, computed with the
+    log-sum-exp trick, so it neither saturates nor loses its gradient when
+    the discriminator is very sure (``bce`` on float32 probabilities is
+    clamped at ``log(0) = -100`` once a logit passes about ±17).
+    """
+    from torch import nn
+
+    loss = nn.BCEWithLogitsLoss()
+    loss.takes_logits = True
+    return loss
+
+
 def mse_loss() -> Callable:
     """Mean squared error."""
     from torch import nn
@@ -32,5 +47,7 @@ def l1_loss() -> Callable:
 def istn_sk_register_losses(register) -> None:
     """Register the built-in losses (mean reduction, inputs and targets in [0, 1])."""
     register.add("bce", bce_loss, description="binary cross-entropy")
+    register.add("bce_logits", bce_with_logits_loss,
+                 description="binary cross-entropy on logits (adversarial terms only)")
     register.add("mse", mse_loss, description="mean squared error")
     register.add("l1", l1_loss, description="mean absolute error")

@@ -12,7 +12,7 @@ from istn_sk._registry import DISABLE_AUTOLOAD_ENV, Registry, make_plugin_manage
 def test_builtins_are_registered_by_istn_sk():
     registry = Registry(make_plugin_manager(autoload=False))
     assert registry.names("spatial_transformer") == ["affine", "bspline", "none"]
-    assert registry.names("loss") == ["bce", "l1", "mse"]
+    assert registry.names("loss") == ["bce", "bce_logits", "l1", "mse"]
     entry = registry.get("spatial_transformer", "bspline")
     assert (entry.provider, entry.version) == ("istn-sk", istn_sk.__version__)
 

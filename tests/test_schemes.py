@@ -113,3 +113,30 @@ def test_cross_val_score_over_sites_with_the_adapter_as_the_estimator():
         scores = cross_val_score(_alongside(), X2, y2, cv=LeaveOneSiteOut(),
                                  params={"sample_domain": sd2})
     assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_bce_on_logits_matches_bce_on_probabilities_and_keeps_its_gradient_when_saturated():
+    from istn_sk._registry import get_registry
+
+    registry = get_registry()
+    on_logits = registry.get("loss", "bce_logits").factory()
+    on_probabilities = registry.get("loss", "bce").factory()
+    logits = torch.tensor([-3.0, 0.5, 2.0], requires_grad=True)
+    labels = torch.tensor([0.02, 0.98, 0.99])
+    assert on_logits(logits, labels).item() == pytest.approx(
+        on_probabilities(torch.sigmoid(logits), labels).item(), rel=1e-5)
+    saturated = torch.tensor([40.0], requires_grad=True)     # a discriminator sure of "real"
+    target = torch.tensor([0.01])
+    grad_logits, = torch.autograd.grad(on_logits(saturated, target), saturated)
+    grad_probabilities, = torch.autograd.grad(
+        on_probabilities(torch.sigmoid(saturated), target), saturated)
+    assert grad_logits.item() == pytest.approx(0.99, abs=1e-3) and grad_probabilities.item() == 0
+
+
+def test_adversarial_terms_on_logits_train_and_an_image_loss_on_logits_is_refused(labelled):
+    X, _, sd = labelled
+    adapter = ISTNAdapter(gan_loss="bce_logits", dis_loss="bce_logits", **TINY)
+    losses = adapter.fit(X, sample_domain=sd).history_[:, "dis_loss"]
+    assert np.all(np.isfinite(losses)) and 0 < losses[0] < 1.5
+    with pytest.raises(ValueError, match="works on logits"):
+        ISTNAdapter(idt_loss="bce_logits", **TINY).fit(X, sample_domain=sd)
