@@ -86,9 +86,10 @@ def _inputs(settings: Mapping[str, Any]) -> ImageSet:
               help="Keep the manifest's rows whose COLUMN equals VALUE (repeatable).")
 @image_options
 @click.option("--difference", is_flag=True,
-              help="Also write S2T - S (NIfTI; PNG: blue darker, red brighter).")
+              help="Also write S2T - S (NIfTI/MGH in stored units; for raster inputs a PNG "
+                   "picture: blue darker, red brighter).")
 @click.option("--displacement", is_flag=True,
-              help="Also write the deformation field in voxels (NIfTI vector image; for PNG "
+              help="Also write the deformation field in voxels (NIfTI vector image; for raster "
                    "inputs a .npy array and a warped-grid .png).")
 @click.option("--b2a", is_flag=True,
               help="Map T -> S with the inverse ISTN (adapters fitted with mode=cyclegan).")
@@ -98,14 +99,16 @@ def _inputs(settings: Mapping[str, Any]) -> ImageSet:
 def transform_command(ctx: click.Context, **_: Any) -> None:
     """Apply a fitted adapter to images (S -> S2T) and write them in their input format.
 
-    INPUTS are image files (NIfTI/PNG), or one folder, manifest or registered
-    dataset. Outputs mirror the inputs' relative paths under --out/images;
-    NIfTI outputs keep the input's affine and header. --out/manifest.tsv
+    INPUTS are image files (NIfTI, MGH, PNG, JPEG, TIFF, BMP), or one folder,
+    manifest or registered dataset. Outputs mirror the inputs' relative paths
+    under --out/images; NIfTI and MGH outputs keep the input's affine and
+    header, PNG and TIFF outputs its bit depth. --out/manifest.tsv
     lists them (with the input's other columns), ready for `istn-sk
     train-task`.
     """
-    from istn_sk.figures import deformation_grid, signed, write_png
+    from istn_sk.figures import central_slice, deformation_grid, signed, write_png
     from istn_sk.io import Normalizer, write_displacement, write_image
+    from istn_sk.io._images import VOLUME_FORMATS, image_format
 
     settings = resolve_settings(ctx)
     if not settings.get("adapter"):
@@ -123,27 +126,31 @@ def transform_command(ctx: click.Context, **_: Any) -> None:
         if not written["image"]:
             run.write_explanation({key: value[:8] for key, value in parts.items()})
         for j, i in enumerate(rows):
-            png = suffixes[i] == ".png"
-            like = None if png or files is None else files[i]
+            raster = image_format(suffixes[i]) not in VOLUME_FORMATS
+            like = None if files is None else files[i]
             output = normalizer.inverse(parts["output"][j])
-            path = f"{names[i]}{suffixes[i]}"
+            stem, path = names[i], f"{names[i]}{suffixes[i]}"
             write_image(run.file("images", path), output, like=like)
             written["image"].append(f"images/{path}")
             if settings["difference"]:
-                if png:
-                    picture = signed(parts["difference"][j][None])[0]
-                    write_png(run.file("difference", path), picture)
+                target = f"{stem}.png" if raster else path
+                if raster:
+                    shown = central_slice(parts["difference"][j][None])
+                    write_png(run.file("difference", target), signed(shown)[0])
                 else:
-                    write_image(run.file("difference", path),
+                    write_image(run.file("difference", target),
                                 output - normalizer.inverse(parts["input"][j]), like=like)
-                written["difference"].append(f"difference/{path}")
+                written["difference"].append(f"difference/{target}")
             if settings["displacement"]:
                 field = parts["displacement"][j]
-                if png:
-                    write_png(run.file("displacement", path), deformation_grid(field[None])[0])
-                    path = f"{names[i]}.npy"
-                write_displacement(run.file("displacement", path), field, like=like)
-                written["displacement"].append(f"displacement/{path}")
+                if raster:
+                    write_png(run.file("displacement", f"{stem}.png"),
+                              deformation_grid(field[None])[0])
+                    target = f"{stem}.npy"
+                else:
+                    target = path if image_format(path) == "nifti" else f"{stem}.nii.gz"
+                write_displacement(run.file("displacement", target), field, like=like)
+                written["displacement"].append(f"displacement/{target}")
     table = images.table.copy()
     table[settings["image_key"]] = written["image"]
     for key in ("difference", "displacement"):

@@ -137,7 +137,7 @@ def load_image_set(spec: str | None, where: Any, settings: Mapping[str, Any], *,
     ----------
     spec : str
         A manifest (``.tsv``/``.csv``), a folder (with ``manifest.tsv``, or
-        of NIfTI/PNG images), or a registered dataset's name.
+        of image files), or a registered dataset's name.
     where : pairs or mapping
         Row filters for a manifest; ``load`` options for a dataset.
     settings : mapping

@@ -118,8 +118,8 @@ def data_options(*names: str) -> Callable:
     for name in names:
         decorators += [
             click.option(f"--{name}-set", f"{name}_set", metavar="SPEC",
-                         help=f"The {name} images: a .tsv/.csv manifest, a folder of NIfTI/PNG "
-                              "images, or a registered dataset name."),
+                         help=f"The {name} images: a .tsv/.csv manifest, a folder of image "
+                              "files, or a registered dataset name."),
             click.option(f"--{name}-where", f"{name}_where", multiple=True, type=KEY_VALUE,
                          help=f"Keep the {name} manifest's rows whose COLUMN equals VALUE "
                               "(repeatable); for a registered dataset, options of its load."),

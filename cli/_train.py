@@ -229,6 +229,7 @@ def _fit(ctx: click.Context, *, resume: bool) -> None:
 
     from istn_sk import ISTNAdapter
     from istn_sk.io import SampleWriter
+    from istn_sk.io._images import VOLUME_FORMATS, image_format
 
     adapter_keys = _adapter_keys()
     settings = resolve_settings(ctx, estimator_keys=adapter_keys, prefixes=(TASK_PREFIX,),
@@ -250,7 +251,7 @@ def _fit(ctx: click.Context, *, resume: bool) -> None:
     if settings["nii"] or settings["png"]:
         rows = np.flatnonzero(is_source)[: settings["n_samples"]]
         files = train.files()
-        nifti = files is not None and train.output_suffixes()[0] != ".png"
+        nifti = files is not None and image_format(train.output_suffixes()[0]) in VOLUME_FORMATS
         callbacks.append(SampleWriter(
             X[rows], run.file("samples"),
             names=[Path(train.output_names()[i]).name for i in rows],

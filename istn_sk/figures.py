@@ -1,15 +1,12 @@
 """Pictures a person checks by eye: S -> S2T grids, difference images, deformation grids.
 
-Written as 8-bit PNG with the standard library alone (``zlib``), so no
-plotting package is needed. 3D images are shown by their central slice
-along the first spatial axis.
+Written as 8-bit PNG through Pillow; no plotting package is needed. 3D
+images are shown by their central slice along the first spatial axis.
 """
 
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ from .nn import Warp
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write a ``(H, W)`` grey or ``(H, W, 3)`` RGB uint8 image as PNG, atomically.
+    """Write a ``(H, W)`` grey or ``(H, W, 3)`` RGB uint8 image as PNG (Pillow), atomically.
 
     Parameters
     ----------
@@ -33,24 +30,16 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     -------
     Path
     """
+    from PIL import Image
+
     image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
+            image.ndim == 3 and image.shape[-1] != 3):
         raise ValueError(f"expected a uint8 (H, W) or (H, W, 3) image, got {image.dtype} "
                          f"{image.shape}")
-    colour = 2 if image.ndim == 3 else 0
-    rows = image.reshape(image.shape[0], -1)
-    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, colour, 0, 0, 0)
-    payload = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-               + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
     path = Path(path)
     with atomic_path(path) as temporary:
-        temporary.write_bytes(payload)
+        Image.fromarray(np.ascontiguousarray(image)).save(temporary, format="PNG")
     return path
 
 

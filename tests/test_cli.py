@@ -9,8 +9,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 from click.testing import CliRunner
 from istn_sk.cli.main import main
+from PIL import Image
 
 from istn_sk import ISTNAdapter, TaskClassifier, load_model, make_shifted_shapes
 from istn_sk.io import read_image, write_image
@@ -118,6 +120,30 @@ def test_transform_writes_s2t_difference_displacement_and_a_manifest(workflow, s
     run("train-task", "--train-set", folder / "manifest.tsv", "--label-key", "label",
         "--model-type", "classifier", "--max-epochs", "1", "-q", *TINY, "-o", runs / "t_s2t")
     assert (runs / "t_s2t" / "model.pt").is_file()
+
+
+def test_transform_keeps_the_format_and_bit_depth_of_raster_inputs(workflow, shapes, tmp_path):
+    runs, _ = workflow
+    image = read_image(shapes.parent / "A/img000.png")
+    inputs = [write_image(tmp_path / "a.png", image, bit_depth=16),
+              write_image(tmp_path / "b.tif", image, bit_depth=16),
+              write_image(tmp_path / "c.jpg", image)]
+    run("transform", *inputs, "--adapter", runs / "istn" / "adapter.pt", "--difference",
+        "--displacement", "-o", tmp_path / "s2t")
+    out = tmp_path / "s2t"
+    table = pd.read_csv(out / "manifest.tsv", sep="\t")
+    assert table["image"].tolist() == ["images/a.png", "images/b.tif", "images/c.jpg"]
+    assert table["difference"].tolist() == [f"difference/{n}.png" for n in "abc"]
+    assert table["displacement"].tolist() == [f"displacement/{n}.npy" for n in "abc"]
+    assert all((out / "displacement" / f"{n}.png").is_file() for n in "abc")
+    with Image.open(out / "images" / "a.png") as written:
+        assert written.mode == "I;16"
+    assert tifffile.imread(out / "images" / "b.tif").dtype == np.uint16
+    adapter = load_model(runs / "istn" / "adapter.pt")
+    expected = adapter.transform(np.stack([read_image(path) for path in inputs]))
+    for path, want, atol in zip(table["image"], expected, (1 / 65535, 1 / 65535, 0.1),
+                                strict=True):
+        np.testing.assert_allclose(read_image(out / path), want, atol=atol)
 
 
 def test_evaluate_prints_and_saves_the_protocol_table(workflow):

@@ -1,4 +1,4 @@
-"""Files in and out: manifests, NIfTI/PNG images, a lazy Dataset, config files, pictures.
+"""Files in and out: manifests, images, a lazy Dataset, config files, pictures.
 
 What the ``istn-sk`` command line reads and writes, usable from Python too.
 
@@ -8,8 +8,9 @@ read_manifest, files_manifest, Manifest
     TSV/CSV manifests (image paths relative to the manifest, labels, sites,
     masks), folders of images and lists of files as one table.
 read_image, write_image, write_displacement, image_shape, Normalizer
-    NIfTI and PNG images as ``(C, *spatial)`` float arrays; NIfTI output
-    keeps the input's affine and header.
+    NIfTI and MGH volumes (nibabel), PNG, JPEG, BMP (Pillow) and TIFF
+    (tifffile) images as ``(C, *spatial)`` float arrays; volume outputs keep
+    the input's affine and header, PNG and TIFF outputs its bit depth.
 ImageDataset, iter_batches, load_images
     A torch Dataset that reads images on demand, and batch reading.
 read_config, canonical_config, parse_value, REFERENCE_KEYS, REFERENCE_ALIASES

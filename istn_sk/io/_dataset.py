@@ -24,12 +24,13 @@ class ImageDataset(Dataset):
     Parameters
     ----------
     paths : sequence of path-like
-        NIfTI or PNG files (see :func:`istn_sk.io.read_image`).
+        Image files of any format :func:`istn_sk.io.read_image` reads.
     masks : sequence of path-like, optional
         One mask per image; voxels where the mask is 0 are set to 0 before
         normalizing.
     normalizer : {"none", "tanh"}, default="none"
-        Applied to the stored intensities (PNG: after mapping to [-1, 1]).
+        Applied to the stored intensities (raster images: after mapping to
+        [-1, 1]).
 
     Attributes
     ----------

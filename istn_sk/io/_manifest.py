@@ -206,7 +206,7 @@ def _folder_manifest(folder: Path, image_key: str, mask_key: str | None) -> Mani
         and not any(part.startswith(".") for part in file.relative_to(folder).parts)
     )
     if not files:
-        raise ValueError(f"{folder} holds no NIfTI (.nii, .nii.gz) or PNG (.png) images")
+        raise ValueError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     relative = [file.relative_to(folder) for file in files]
     table = pd.DataFrame({
         "id": [Path(split_suffix(path.name)[0]).name for path in relative],
