@@ -204,7 +204,7 @@ def main() -> None:
     table["istn-sk % of peak"] = 100 * table["istn-sk GFLOP/s"] / peak
     print(table.to_string(index=False, float_format="%.2f"))
     table.to_csv(args.out / "perf.csv", index=False)
-    (args.out / "perf.md").write_text(to_markdown(table, "{:.2f}"))
+    (args.out / "perf.md").write_text(to_markdown(table, ".2f"))
     print(f"wrote {args.out / 'perf.csv'} and {args.out / 'perf.md'}; torch {torch.__version__}, "
           f"{np.__name__} {np.__version__}")
 

@@ -116,17 +116,23 @@ def domain_shift_report(task, adapter, source, target, *, source_test=None, targ
     return table
 
 
-def to_markdown(table: pd.DataFrame, float_format: str = "{:.3f}") -> str:
-    """A GitHub-flavoured markdown table (no extra dependency)."""
-    def cell(value) -> str:
-        if isinstance(value, (float, np.floating)):
-            return "" if np.isnan(value) else float_format.format(value)
-        return str(value)
+def to_markdown(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A GitHub-flavoured markdown table: :meth:`pandas.DataFrame.to_markdown` (tabulate).
 
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Written without its index; missing values are empty cells.
+    floatfmt : str, default=".3f"
+        Format specification of the float cells (as for :func:`format`).
+
+    Returns
+    -------
+    str
+        The table, ending with a newline.
+    """
+    cells = table.astype(object).where(table.notna(), None)
+    return cells.to_markdown(index=False, floatfmt=floatfmt, missingval="") + "\n"
 
 
 def write_report(table: pd.DataFrame, path_stem: str | os.PathLike) -> tuple[Path, Path]:

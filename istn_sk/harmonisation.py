@@ -5,9 +5,9 @@
   p-value) means the site is no longer visible.
 * :func:`intensity_distance`: Wasserstein distance between the intensity
   distributions of two image sets.
-* :func:`paired_similarity`: MAE, PSNR and SSIM of each image against its
-  paired ground truth (travelling subjects: the same subject at the target
-  site).
+* :func:`paired_similarity`: MAE, PSNR and SSIM (scikit-image's) of each
+  image against its paired ground truth (travelling subjects: the same
+  subject at the target site), optionally inside a mask.
 * :func:`jacobian_determinant` and :func:`folding_fraction`: how a
   displacement field (``ISTNAdapter.explain(X)["displacement"]``) changes
   local volume, and where it folds space.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage, stats
+from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, permutation_test_score
 from sklearn.pipeline import make_pipeline
@@ -107,12 +107,23 @@ def intensity_distance(images_a, images_b, *, mask_a=None, mask_b=None) -> float
     return float(stats.wasserstein_distance(*values))
 
 
-def paired_similarity(images, references, *, data_range: float = 2.0,
-                      sigma: float = 1.5) -> pd.DataFrame:
-    """MAE, PSNR and SSIM of each image against its paired reference.
+def paired_similarity(images, references, *, data_range: float = 2.0, sigma: float = 1.5,
+                      mask=None) -> pd.DataFrame:
+    """MAE, PSNR and SSIM of each image against its paired reference, optionally inside a mask.
 
-    SSIM follows Wang et al. (2004) with a Gaussian window of ``sigma`` voxels
-    and ``K1, K2 = 0.01, 0.03``, averaged over the image (and channels).
+    PSNR and SSIM are scikit-image's (:func:`skimage.metrics.peak_signal_noise_ratio`
+    and :func:`skimage.metrics.structural_similarity`); SSIM follows Wang et
+    al. (2004): a Gaussian window of ``sigma`` voxels (truncated at 3.5
+    sigma, so 11 voxels wide for the default), population covariances,
+    ``K1, K2 = 0.01, 0.03``, the SSIM map averaged away from the image
+    borders (half a window) and over channels.
+
+    With ``mask``, voxels outside it do not count, so a zero (or any)
+    background does not inflate the scores: MAE and PSNR are computed over
+    the masked voxels, and SSIM is the SSIM map averaged over the masked
+    voxels (away from the borders), the map being computed with the image's
+    voxels outside the mask replaced by the reference's, so a difference
+    outside the mask does not leak into windows that straddle its edge.
 
     Parameters
     ----------
@@ -123,6 +134,13 @@ def paired_similarity(images, references, *, data_range: float = 2.0,
     data_range : float, default=2.0
         Intensity range, 2 for images in [-1, 1].
     sigma : float, default=1.5
+        Width of the SSIM window; every spatial side must be at least the
+        window's size.
+    mask : array-like of bool, optional
+        Voxels to compare, broadcastable to ``images``' shape: one
+        ``(*spatial)`` mask for every pair, or ``(n, 1, *spatial)`` per pair
+        (e.g. brain masks). Every pair's mask must keep a voxel at least half
+        a window from the borders.
 
     Returns
     -------
@@ -130,17 +148,37 @@ def paired_similarity(images, references, *, data_range: float = 2.0,
         One row per pair: ``mae``, ``psnr`` (dB; inf for identical images),
         ``ssim`` (1 for identical images).
     """
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
     images, references = _pair_of_sets(images, references, paired=True)
+    spatial = images.shape[2:]
+    window = 2 * int(3.5 * sigma + 0.5) + 1
+    if min(spatial) < window:
+        raise ValueError(f"SSIM's window with sigma={sigma} is {window} voxels wide; images of "
+                         f"spatial shape {spatial} are smaller (lower sigma)")
+    keep = None if mask is None else np.broadcast_to(np.asarray(mask, bool), images.shape)
+    interior = np.zeros(images.shape[1:], bool)
+    interior[(slice(None), *[slice(window // 2, size - window // 2) for size in spatial])] = True
+    options = {"data_range": data_range, "gaussian_weights": True, "sigma": sigma,
+               "use_sample_covariance": False, "win_size": window, "channel_axis": 0}
     rows = []
-    for image, reference in zip(images, references, strict=True):
-        error = image - reference
-        mse = float(np.mean(error**2))
-        rows.append({
-            "mae": float(np.mean(np.abs(error))),
-            "psnr": float(10 * np.log10(data_range**2 / mse)) if mse > 0 else np.inf,
-            "ssim": float(np.mean([_ssim(x, y, data_range, sigma)
-                                   for x, y in zip(image, reference, strict=True)])),
-        })
+    for i, (image, reference) in enumerate(zip(images, references, strict=True)):
+        inside = None if keep is None else keep[i]
+        if inside is not None and not (inside & interior).any():
+            raise ValueError(f"the mask of pair {i} keeps no voxel at least {window // 2} "
+                             "voxels from the borders")
+        if inside is None:
+            ssim = structural_similarity(image, reference, **options)
+            compared, truth = image, reference
+        else:
+            ssim_map = structural_similarity(np.where(inside, image, reference), reference,
+                                             full=True, **options)[1]
+            ssim = ssim_map[inside & interior].mean()
+            compared, truth = image[inside], reference[inside]
+        with np.errstate(divide="ignore"):
+            psnr = peak_signal_noise_ratio(truth, compared, data_range=data_range)
+        rows.append({"mae": float(np.mean(np.abs(compared - truth))), "psnr": float(psnr),
+                     "ssim": float(ssim)})
     return pd.DataFrame(rows)
 
 
@@ -184,17 +222,6 @@ def folding_fraction(displacement) -> np.ndarray:
     """
     determinant = jacobian_determinant(displacement)
     return (determinant <= 0).reshape(len(determinant), -1).mean(axis=1)
-
-
-def _ssim(x: np.ndarray, y: np.ndarray, data_range: float, sigma: float) -> float:
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = ndimage.gaussian_filter(x, sigma), ndimage.gaussian_filter(y, sigma)
-    var_x = ndimage.gaussian_filter(x * x, sigma) - mu_x**2
-    var_y = ndimage.gaussian_filter(y * y, sigma) - mu_y**2
-    covariance = ndimage.gaussian_filter(x * y, sigma) - mu_x * mu_y
-    index = ((2 * mu_x * mu_y + c1) * (2 * covariance + c2)
-             / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)))
-    return float(index.mean())
 
 
 def _pooled(images: np.ndarray, pool: int) -> np.ndarray:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from skimage import exposure
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "examples" / "benchmarks"
 
@@ -34,14 +36,26 @@ def test_histogram_matching_gives_target_quantiles():
         np.testing.assert_allclose(np.quantile(image, levels), reference, atol=0.01)
         order = np.argsort(original.ravel())
         assert np.all(np.diff(image.ravel()[order]) >= 0)
+        assert image.max() == target.max()   # cumulative levels: the top voxel reaches 1
+
+
+def test_histogram_matching_is_scikit_images_per_image_onto_pooled_targets():
+    rng = np.random.default_rng(1)
+    source = rng.gamma(2.0, size=(2, 1, 8, 8, 8))
+    target = rng.normal(size=(5, 1, 8, 8, 8))
+    matched = _baselines().match_histograms(source, target)
+    for image, got in zip(source, matched, strict=True):
+        expected = exposure.match_histograms(image, target.reshape(1, 1, 1, -1))
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_histogram_matching_maps_ties_to_one_value():
     source = np.array([[[-1.0, -1.0, 0.5, 1.0]]], dtype=np.float32)
     target = np.array([[-1.0, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0]])
     matched = _baselines().match_histograms(source, target)
-    assert matched[0, 0, 0] == matched[0, 0, 1]
-    assert matched[0, 0, 0] < matched[0, 0, 2] < matched[0, 0, 3]
+    # source levels 2/4, 3/4 and 4/4 take the target's values at those cumulative levels
+    # (target levels 1/8 ... 6/8 for -1 ... 0.8, and 8/8 for the tied 1.0)
+    np.testing.assert_allclose(matched[0, 0], [0.4, 0.4, 0.8, 1.0], rtol=1e-6)
 
 
 def test_reproduce_quick_writes_tables_and_figures(tmp_path):
@@ -71,7 +85,7 @@ def test_reproduce_quick_writes_tables_and_figures(tmp_path):
     no_da = morpho[morpho["method"] == "no-DA"]
     assert (no_da["Δ_scratch"] == 0).all()
     assert no_da["fine_tuned"].between(0, 1).all(), "the fine-tuned-on-source control is missing"
-    assert "| target | method |" in (out / "morpho-mnist.md").read_text()
+    assert re.search(r"^\| target +\| method +\|", (out / "morpho-mnist.md").read_text(), re.M)
 
     schemes = pd.read_csv(out / "schemes.csv")
     assert schemes["method"].tolist() == [

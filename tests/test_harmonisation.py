@@ -45,30 +45,74 @@ def test_intensity_distance_reads_only_masked_voxels(noise):
         intensity_distance(noise, changed, mask_b=np.zeros_like(mask))
 
 
-def test_paired_similarity_of_identical_and_offset_images(noise):
-    same = paired_similarity(noise[:3], noise[:3])
+@pytest.fixture(scope="module")
+def volumes():
+    """Six 16^3 noise volumes: big enough for SSIM's 11-voxel window."""
+    return np.random.default_rng(2).normal(0.0, 0.3, size=(6, 1, 16, 16, 16))
+
+
+def test_paired_similarity_of_identical_and_offset_images(volumes):
+    same = paired_similarity(volumes[:3], volumes[:3])
     assert same["mae"].tolist() == [0.0] * 3
     assert np.isinf(same["psnr"]).all()
     np.testing.assert_allclose(same["ssim"], 1.0)
-    offset = paired_similarity(noise[:3], noise[:3] + 0.1)
+    offset = paired_similarity(volumes[:3], volumes[:3] + 0.1)
     np.testing.assert_allclose(offset["mae"], 0.1)
     np.testing.assert_allclose(offset["psnr"], 10 * np.log10(4 / 0.01))
     assert (offset["ssim"] < 1).all()
-    perturbed = noise[:3] + np.random.default_rng(1).normal(0.0, 0.05, size=noise[:3].shape)
-    unrelated = paired_similarity(noise[:3], noise[3:6])["ssim"]
+    perturbed = volumes[:3] + np.random.default_rng(1).normal(0.0, 0.05, size=(3, 1, 16, 16, 16))
+    unrelated = paired_similarity(volumes[:3], volumes[3:6])["ssim"]
     assert (unrelated.abs() < 0.1).all()
-    assert (paired_similarity(noise[:3], perturbed)["ssim"] > 0.8).all()
+    assert (paired_similarity(volumes[:3], perturbed)["ssim"] > 0.8).all()
 
 
-def test_ssim_agrees_with_scikit_image():
-    metrics = pytest.importorskip("skimage.metrics")
+def test_ssim_and_psnr_are_scikit_images():
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
     rng = np.random.default_rng(1)
-    x = np.clip(rng.normal(0, 0.4, (32, 32)), -1, 1)
-    y = np.clip(x + rng.normal(0, 0.2, (32, 32)), -1, 1)
-    ours = paired_similarity(x[None, None], y[None, None])["ssim"].item()
-    theirs = metrics.structural_similarity(x, y, data_range=2.0, gaussian_weights=True,
-                                           sigma=1.5, use_sample_covariance=False)
-    assert ours == pytest.approx(theirs, abs=0.03)
+    x = np.clip(rng.normal(0, 0.4, (3, 32, 32)), -1, 1)
+    y = np.clip(x + rng.normal(0, 0.2, (3, 32, 32)), -1, 1)
+    options = {"data_range": 2.0, "gaussian_weights": True, "sigma": 1.5,
+               "use_sample_covariance": False}
+    grey = paired_similarity(x[:1, None], y[:1, None]).iloc[0]
+    assert grey["ssim"] == structural_similarity(x[0], y[0], **options)
+    assert grey["psnr"] == peak_signal_noise_ratio(y[0], x[0], data_range=2.0)
+    rgb = paired_similarity(x[None], y[None]).iloc[0]
+    assert rgb["ssim"] == structural_similarity(x, y, channel_axis=0, **options)
+    volume = paired_similarity(np.tile(x, (4, 1, 1))[None, None],
+                               np.tile(y, (4, 1, 1))[None, None]).iloc[0]
+    assert volume["ssim"] == structural_similarity(np.tile(x, (4, 1, 1)), np.tile(y, (4, 1, 1)),
+                                                   **options)
+    wide = paired_similarity(x[:1, None], y[:1, None], sigma=0.8).iloc[0]
+    assert wide["ssim"] == structural_similarity(x[0], y[0], **{**options, "sigma": 0.8})
+
+
+def test_a_mask_excludes_the_background():
+    rng = np.random.default_rng(3)
+    reference = np.zeros((2, 1, 32, 32))
+    reference[:, :, 8:24, 8:24] = rng.uniform(-1, 1, (2, 1, 16, 16))
+    mask = np.zeros((32, 32), bool)
+    mask[8:24, 8:24] = True
+    image = np.where(mask, reference, rng.uniform(-1, 1, reference.shape))   # background differs
+    unmasked = paired_similarity(image, reference)
+    assert (unmasked["ssim"] < 0.5).all() and (unmasked["mae"] > 0.3).all()
+    masked = paired_similarity(image, reference, mask=mask)
+    assert masked["mae"].tolist() == [0.0, 0.0]
+    assert np.isinf(masked["psnr"]).all()
+    np.testing.assert_allclose(masked["ssim"], 1.0, atol=1e-12)
+    # inside the mask the scores are those of the masked voxels alone
+    changed = reference + np.where(mask, 0.1, 0.0)
+    inside = paired_similarity(changed, reference, mask=mask[None, None])
+    np.testing.assert_allclose(inside["mae"], 0.1)
+    np.testing.assert_allclose(inside["psnr"], 10 * np.log10(4 / 0.01))
+    assert (inside["ssim"] < 1).all()
+
+
+def test_a_full_mask_gives_the_unmasked_scores(volumes):
+    noisy = volumes[:3] + np.random.default_rng(4).normal(0.0, 0.1, size=(3, 1, 16, 16, 16))
+    plain = paired_similarity(noisy, volumes[:3])
+    full = paired_similarity(noisy, volumes[:3], mask=np.ones((16, 16, 16), bool))
+    np.testing.assert_allclose(full.to_numpy(), plain.to_numpy(), rtol=1e-12)
 
 
 def test_jacobian_of_identity_scaling_and_fold():
@@ -99,6 +143,9 @@ def test_a_fitted_affine_istn_does_not_fold():
     (lambda x: paired_similarity(x[:2], x[:3]), "need as many rows, got 2 and 3"),
     (lambda x: paired_similarity(x, x[:, :, :4]), "one image shape"),
     (lambda x: site_classification_score(x[:3], x[3:6]), "at least cv=5 images per set"),
+    (lambda x: paired_similarity(x[:2], x[:2]), r"window with sigma=1.5 is 11 voxels wide"),
+    (lambda x: paired_similarity(x[:2], x[:2], sigma=0.5, mask=np.zeros((8, 8, 8), bool)),
+     "the mask of pair 0 keeps no voxel"),
     (lambda x: jacobian_determinant(x), r"displacement must have shape \(n, D, \*spatial\)"),
 ])
 def test_bad_inputs_are_named(noise, call, match):

@@ -1,6 +1,7 @@
 """Task estimators: source-only training, fine-tuning, pipelines and the paper's protocol."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn
 import torch
@@ -168,6 +169,15 @@ def test_domain_shift_report_shows_the_recovery(tmp_path):
     csv_path, md_path = write_report(table, tmp_path / "report")
     assert csv_path.read_text().startswith("model,evaluated_on,accuracy")
     assert md_path.read_text() == to_markdown(table)
+
+
+def test_markdown_tables_are_pandas_with_empty_missing_cells():
+    table = pd.DataFrame({"model": ["T_S", "Δ"], "accuracy": [0.91234, np.nan], "n": [4, 5]})
+    assert to_markdown(table) == ("| model   |   accuracy |   n |\n"
+                                  "|:--------|-----------:|----:|\n"
+                                  "| T_S     |      0.912 |   4 |\n"
+                                  "| Δ       |            |   5 |\n")
+    assert to_markdown(table, ".1f").splitlines()[2] == "| T_S     |        0.9 |   4 |"
 
 
 def test_regression_report_has_mae_and_threshold_accuracies(shapes):

