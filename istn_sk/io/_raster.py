@@ -79,6 +79,7 @@ def readable(path: Path, kind: str, *,
 def _pillow_header(image, path: Path) -> RasterHeader:
     """Channels and sample type of an opened, not yet decoded, Pillow image."""
     spatial = (image.height, image.width)
+    # the raw mode of the decoder tile (Pillow's plugin API) names the stored bit depth
     rawmode = image.tile[0][3] if image.format == "PNG" and image.tile else None
     if rawmode in _WIDE_PNG:
         return RasterHeader(_WIDE_PNG[rawmode], spatial, np.dtype(np.uint16))
