@@ -13,6 +13,7 @@ import click
 
 from ._apply import evaluate_command, predict_command, transform_command
 from ._datasets import datasets_group
+from ._export import export_command
 from ._run import RUN_META_KEY
 from ._train import fit_command, report_command, train_task_command
 
@@ -50,8 +51,9 @@ def main(debug: bool) -> None:
 
     The reference workflow: train-task (T_S) -> evaluate -> fit (ISTN, and
     T_S2T) -> evaluate; transform writes S2T images; report runs the whole
-    protocol. Every command reads --config (JSON/YAML, the reference code's
-    keys too); see docs/cli.md.
+    protocol; export writes a network for deployment (ONNX, safetensors,
+    TorchScript). Every command reads --config (JSON/YAML, the reference
+    code's keys too); see docs/cli.md.
     """
 
 
@@ -69,7 +71,7 @@ def plugins_command() -> None:
 
 
 for _command in (fit_command, transform_command, train_task_command, predict_command,
-                 evaluate_command, report_command, datasets_group):
+                 evaluate_command, report_command, export_command, datasets_group):
     main.add_command(_command)
 
 

@@ -12,6 +12,8 @@ make_shifted_shapes
     A synthetic two-site image set with a known shift.
 save_model, load_model
     Model files holding tensors and plain data only (loaded with weights_only=True).
+export
+    A fitted network for deployment: ONNX, safetensors weights or TorchScript.
 TrainingInterrupted
     Raised (a SystemExit, status 130/143) when SIGINT/SIGTERM stops a checkpointed fit.
 hookimpl, get_registry, Registry, Register, Entry, PluginError
@@ -31,6 +33,7 @@ _PUBLIC = {
     "TaskNetwork": "._task",
     "TaskRegressor": "._task",
     "TrainingInterrupted": "._interrupt",
+    "export": "._export",
     "PluginError": "._registry",
     "Register": "._registry",
     "Registry": "._registry",
