@@ -165,7 +165,7 @@ def test_a_slower_discriminator_changes_training(tiny_2d):
 
 @pytest.mark.parametrize("params,match", [
     (dict(stn="bsplin"), "unknown spatial_transformer stn='bsplin'.*did you mean 'bspline'"),
-    (dict(gan_loss="hinge"), "unknown loss gan_loss='hinge'; registered: bce, l1, mse"),
+    (dict(gan_loss="hinge"), "unknown loss gan_loss='hinge'; registered: bce, bce_logits, l1, mse"),
     (dict(stn="bspline", cp_spacing=13), r"cp_spacing=\(13, 13\): spacing 13 along axis 0"),
     (dict(max_displacement=1.5), r"max_displacement must be in \[0, 1\]"),
     (dict(mode="bidirectional"), "mode must be one of"),

@@ -104,8 +104,8 @@ def test_onnx_matches_torch_at_other_batch_sizes(case, direction, tmp_path):
 
 
 @pytest.mark.parametrize("case, direction", [
-    ("2d-itn-affine", "s2t"), ("2d-itn-affine", "t2s"), ("3d-itn-affine", "s2t"),
-    ("task", None),
+    ("2d-itn-affine", "s2t"), ("2d-itn-affine", "t2s"), ("2d-itn-bspline", "s2t"),
+    ("3d-itn-affine", "s2t"), ("task", None),
 ])
 def test_torchscript_matches_torch_at_other_batch_sizes(case, direction, tmp_path):
     X = images((16, 16) if case == "task" else ADAPTERS[case][0])[0]
@@ -151,13 +151,6 @@ def test_the_exported_matrix_exponential_gives_the_affine_stns_rotations():
     skew[:, [0, 0, 1], [1, 2, 2]] = angles
     skew = skew - skew.transpose(1, 2)
     assert (matrix_exp(skew) - torch.linalg.matrix_exp(skew)).abs().max() <= 1e-6
-
-
-def test_an_untraceable_network_is_a_clear_error_and_leaves_no_file(tmp_path):
-    # the B-spline field reads its number of axes from a shape, which tracing makes a tensor
-    with pytest.raises(ValueError, match=r"torch\.jit\.trace cannot trace.*format='onnx'"):
-        export(fitted("2d-itn-bspline"), tmp_path / "model.pt", "torchscript")
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_safetensors_hold_the_state_dict_and_the_sidecar_rebuilds_the_istn(tmp_path):

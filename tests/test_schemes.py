@@ -85,7 +85,7 @@ def test_transform_uses_batch_statistics_of_the_source_domain(labelled):
 
 def test_weight_averages_are_what_transform_and_predict_use(labelled):
     X, y, sd = labelled
-    last = _alongside(max_epochs=3).fit(X, y, sample_domain=sd)
+    last = _alongside(max_epochs=3, ema_decay=None).fit(X, y, sample_domain=sd)
     averaged = _alongside(max_epochs=3, ema_decay=0.9).fit(X, y, sample_domain=sd)
     # the same training (averaging only reads the weights), another set of weights at the end
     np.testing.assert_allclose(last.history_[:, "gan_loss"], averaged.history_[:, "gan_loss"])
@@ -140,3 +140,20 @@ def test_adversarial_terms_on_logits_train_and_an_image_loss_on_logits_is_refuse
     assert np.all(np.isfinite(losses)) and 0 < losses[0] < 1.5
     with pytest.raises(ValueError, match="works on logits"):
         ISTNAdapter(idt_loss="bce_logits", **TINY).fit(X, sample_domain=sd)
+
+
+def test_the_average_warms_up_so_a_short_training_is_not_its_first_weights():
+    from istn_sk._weight_averaging import averaged_copy, warmed_up_decay
+
+    assert warmed_up_decay(0.99, 0) == pytest.approx(0.1)
+    assert warmed_up_decay(0.99, 50) == pytest.approx(51 / 60)
+    assert warmed_up_decay(0.99, 10_000) == 0.99
+    module = torch.nn.Linear(1, 1, bias=False)
+    shadow = averaged_copy(module, 0.99)
+    for step in range(50):
+        with torch.no_grad():
+            module.weight.fill_(float(step))
+        shadow.update_parameters(module)
+    # a fixed 0.99 would leave about 60% of the first weight (0); the warmed-up average
+    # follows the recent weights
+    assert 40 < shadow.module.weight.item() < 49

@@ -48,7 +48,7 @@ def bspline_displacement(control: torch.Tensor, spacing: tuple[int, ...],
     -------
     tensor of shape (n, D, *image_shape)
     """
-    n, d = control.shape[:2]
+    n, d = control.shape[0], len(spacing)   # d from a tuple, so tracing keeps it an int
     field = control.reshape(n * d, 1, *control.shape[2:])
     for axis, (step, size) in enumerate(zip(spacing, image_shape, strict=True)):
         kernel_shape = [1, 1] + [1] * d
