@@ -30,20 +30,9 @@ def run(*args, ok=True):
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
+def shapes(tmp_path_factory, shapes_manifest):
     """Two sites of 12x12 PNG shapes (site B moved, darker), train and test splits."""
-    folder = tmp_path_factory.mktemp("shapes")
-    X, y, sd = make_shifted_shapes(12, (12, 12), shift=2.0, random_state=0)
-    rows = []
-    for i, (image, label, domain) in enumerate(zip(X, y, sd, strict=True)):
-        site = "A" if domain > 0 else "B"
-        relative = f"{site}/img{i:03d}.png"
-        (folder / site).mkdir(exist_ok=True)
-        write_image(folder / relative, image)
-        rows.append({"id": f"img{i:03d}", "image": relative, "label": label, "site": site,
-                     "split": "train" if i % 12 < 8 else "test"})
-    pd.DataFrame(rows).to_csv(folder / "manifest.tsv", sep="\t", index=False)
-    return folder / "manifest.tsv"
+    return shapes_manifest(tmp_path_factory.mktemp("shapes"), train_of_12=8)
 
 
 @pytest.fixture(scope="module")

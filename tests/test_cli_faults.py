@@ -26,9 +26,9 @@ from istn_sk.cli._resume import stopped_line
 from istn_sk.cli._run import LOCK_NAME, RunFolder
 from istn_sk.cli.main import main
 
-from istn_sk import TrainingInterrupted, load_model, make_shifted_shapes
+from istn_sk import TrainingInterrupted, load_model
 from istn_sk._checkpoint import CHECKPOINT_NAME
-from istn_sk.io import read_image, write_image
+from istn_sk.io import read_image
 
 CLI = "import sys; from istn_sk.cli.main import main; sys.argv[0] = 'istn-sk'; main()"
 SLOW_CLI = textwrap.dedent("""
@@ -66,20 +66,9 @@ def finished(process, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
+def shapes(tmp_path_factory, shapes_manifest):
     """Two sites of 12x12 PNG shapes with labels, train and test splits."""
-    folder = tmp_path_factory.mktemp("shapes")
-    X, y, sd = make_shifted_shapes(12, (12, 12), shift=2.0, random_state=0)
-    rows = []
-    for i, (image, label, domain) in enumerate(zip(X, y, sd, strict=True)):
-        site = "A" if domain > 0 else "B"
-        relative = f"{site}/img{i:03d}.png"
-        (folder / site).mkdir(exist_ok=True)
-        write_image(folder / relative, image)
-        rows.append({"image": relative, "label": label, "site": site,
-                     "split": "train" if i % 12 < 9 else "test"})
-    pd.DataFrame(rows).to_csv(folder / "manifest.tsv", sep="\t", index=False)
-    return folder / "manifest.tsv"
+    return shapes_manifest(tmp_path_factory.mktemp("shapes"), train_of_12=9)
 
 
 def fit_args(shapes, out):
