@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from istn_sk._validation import MIN_DOMAIN_IMAGES
+
 from ._data import ImageSet, chosen_sites, load_image_set, site_mask
 from ._resume import (
     CHECKPOINT_META_KEY,
@@ -177,6 +179,10 @@ def _two_sites(settings: Mapping[str, Any]) -> tuple[ImageSet, Any, list[str]]:
     if sites[0] == sites[1]:
         raise ValueError(f"source and target site are both {sites[0]!r}")
     is_source, is_target = (site_mask(train, settings, site) for site in sites)
+    for role, site, rows in zip(("source", "target"), sites, (is_source, is_target), strict=True):
+        if rows.sum() < MIN_DOMAIN_IMAGES:
+            raise ValueError(f"{train.name}: the {role} site {site!r} has {int(rows.sum())} "
+                             f"image; at least {MIN_DOMAIN_IMAGES} images per site are needed")
     train = train.rows(is_source | is_target)
     return train, site_mask(train, settings, sites[0]), sites
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import stat
@@ -66,9 +67,38 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Itera
         path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _create_beside(path)
     try:
-        yield temporary
-        _fsync(temporary)
-        os.replace(temporary, path)
+        try:
+            yield temporary
+            _fsync(temporary)
+            os.replace(temporary, path)
+        except OSError as error:
+            kept = "was left as it was" if path.exists() else "was not created"
+            raise type(error)(error.errno, f"could not write {path}: "
+                              f"{error.strerror or error}; {path.name} {kept}") from error
         _fsync(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def save_torch(payload: object, path: str | os.PathLike) -> None:
+    """``torch.save`` ``payload`` to ``path`` through memory.
+
+    ``torch.save`` writing to a file reports a failed write (a full disk, a
+    file-size limit) as a ``RuntimeError`` about stream positions, losing the
+    cause. Serialising into memory first and writing the bytes with ``open``
+    raises the ``OSError`` itself (``ENOSPC``, ``EFBIG``), which
+    :func:`atomic_path` turns into one message naming the destination.
+
+    Parameters
+    ----------
+    payload : object
+        What ``torch.save`` accepts.
+    path : path-like
+        Where to write (normally the path :func:`atomic_path` yields).
+    """
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with open(path, "wb") as stream:
+        stream.write(buffer.getbuffer())

@@ -22,7 +22,7 @@ import torch
 from skorch.callbacks import Callback, EarlyStopping
 from skorch.history import History
 
-from ._atomic import atomic_path
+from ._atomic import atomic_path, save_torch
 from ._interrupt import TrainingInterrupted, signals_deferred, stop_on_signals
 from ._persistence import _history
 
@@ -144,7 +144,7 @@ class EpochCheckpoint(Callback):
                    "rng": torch.get_rng_state()}
         with signals_deferred():   # a stop signal waits until the file is whole
             with atomic_path(self.path) as temporary:
-                torch.save(payload, temporary)
+                save_torch(payload, temporary)
             self.epoch = payload["epoch"]
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ._atomic import atomic_path
+from ._atomic import atomic_path, save_torch
 from ._records import (
     TASK_FIELDS,
     TASK_PARAMS,
@@ -158,7 +158,7 @@ def save_model(estimator, path: str | os.PathLike, *, overwrite: bool = False) -
         raise FileNotFoundError(f"folder {path.parent} does not exist")
     payload = _payload(estimator)
     with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+        save_torch(payload, temporary)
     return path
 
 

@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
-from ._validation import image_layout
+from ._validation import check_finite, image_layout
 from .nn import FullyConvolutionalNet
 
 
@@ -107,6 +107,7 @@ class _TaskMixin:
         return self
 
     def _images(self, X, *, reset: bool) -> np.ndarray:
+        check_finite(X)
         X = validate_data(self, X, allow_nd=True, dtype=[np.float32, np.float64], reset=reset)
         layout = image_layout(X, image_shape=self.image_shape, spatial_dims=self.spatial_dims)
         if reset:

@@ -8,6 +8,11 @@ import numpy as np
 
 SOURCE_DOMAIN = 1
 TARGET_DOMAIN = -2
+#: Fewest images a domain may have in ``fit``. With one image a domain has no
+#: distribution to match: every batch repeats that image, and the batch-norm
+#: statistics recomputed for ``transform`` are one image's own (per-image
+#: normalisation, and an error wherever a layer is down to one value per channel).
+MIN_DOMAIN_IMAGES = 2
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,8 @@ def image_layout(X: np.ndarray, *, image_shape=None, spatial_dims=None) -> Image
                      f"(shape {X.shape})")
 
 
-def source_mask(y=None, sample_domain=None, *, n_samples: int) -> np.ndarray:
+def source_mask(y=None, sample_domain=None, *, n_samples: int,
+                min_per_domain: int = MIN_DOMAIN_IMAGES) -> np.ndarray:
     """Which rows are source rows, following skada's convention.
 
     ``sample_domain > 0`` marks source rows and ``< 0`` target rows. Without
@@ -110,6 +116,8 @@ def source_mask(y=None, sample_domain=None, *, n_samples: int) -> np.ndarray:
     y : array-like of shape (n_samples,), optional
     sample_domain : array-like of shape (n_samples,), optional
     n_samples : int
+    min_per_domain : int, default=MIN_DOMAIN_IMAGES
+        Fewest rows each domain must have (2 for fitting; scoring accepts 1).
 
     Returns
     -------
@@ -118,7 +126,8 @@ def source_mask(y=None, sample_domain=None, *, n_samples: int) -> np.ndarray:
     Raises
     ------
     ValueError
-        When the domains cannot be told, or there is no source or no target row.
+        When the domains cannot be told, there is no source or no target row,
+        or a domain has fewer than ``min_per_domain`` rows.
     """
     if sample_domain is not None:
         domains = np.asarray(sample_domain).ravel()
@@ -147,4 +156,38 @@ def source_mask(y=None, sample_domain=None, *, n_samples: int) -> np.ndarray:
         raise ValueError(f"no source rows: every row is marked as target by {how}")
     if is_source.all():
         raise ValueError(f"no target rows: no row is marked as target by {how}")
+    for domain, rows in (("source", is_source), ("target", ~is_source)):
+        if rows.sum() < min_per_domain:
+            raise ValueError(
+                f"the {domain} domain has {int(rows.sum())} image (row "
+                f"{int(np.flatnonzero(rows)[0])}, as told by {how}); at least "
+                f"{min_per_domain} images per domain are needed")
     return is_source
+
+
+def check_finite(X, *, name: str = "X") -> None:
+    """Raise ``ValueError`` counting the NaN and infinite values of ``X``, if it has any.
+
+    Parameters
+    ----------
+    X : array-like
+        Numeric values; other arrays (text, objects) are left to later checks.
+    name : str, default="X"
+        How the message names the array.
+
+    Raises
+    ------
+    ValueError
+        When ``X`` holds NaN or infinite values; the message gives how many
+        of each and the first row holding one.
+    """
+    array = np.asarray(X)
+    if not np.issubdtype(array.dtype, np.number):
+        return
+    bad = ~np.isfinite(array)
+    if bad.any():
+        rows = bad.reshape(bad.shape[0], -1).any(axis=1) if bad.ndim > 1 else bad
+        raise ValueError(
+            f"{name} holds {int(np.isnan(array).sum())} NaN and {int(np.isinf(array).sum())} "
+            f"infinite values ({int(bad.sum())} non-finite, in {int(rows.sum())} row(s), the "
+            f"first row {int(np.flatnonzero(rows)[0])}); images must be finite")

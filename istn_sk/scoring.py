@@ -28,7 +28,7 @@ class _DomainAwareScorer:
 
     def __call__(self, estimator, X, y=None, sample_domain=None) -> float | np.ndarray:
         X = np.asarray(X)
-        is_source = source_mask(y, sample_domain, n_samples=len(X))
+        is_source = source_mask(y, sample_domain, n_samples=len(X), min_per_domain=1)
         return self._score(estimator, X[is_source], X[~is_source])
 
     def _score(self, estimator, source, target) -> float | np.ndarray:

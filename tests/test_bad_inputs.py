@@ -1,6 +1,11 @@
 """Bad inputs fail early with one clear error, and a failed run leaves no output folder."""
 
 import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
 
 import nibabel as nib
 import numpy as np
@@ -50,6 +55,16 @@ def pngs(folder, n=4, **kwargs):
     return [png(folder, f"img{i}.png", **kwargs) for i in range(n)]
 
 
+def adapter_file(folder, shape):
+    """A one-epoch ISTNAdapter fitted on images of ``shape`` (channels first), saved."""
+    from istn_sk import save_model
+
+    X = RNG.uniform(-1, 1, (4, *shape)).astype(np.float32)
+    fitted = ISTNAdapter(nf=2, max_epochs=1, batch_size=4, random_state=0,
+                         spatial_dims=len(shape) - 1).fit(X, sample_domain=[1, 1, -2, -2])
+    return save_model(fitted, folder / "adapter.pt")
+
+
 def fails(*args, out, match):
     """Run the CLI; it must fail with one line holding ``match`` and leave no ``out``."""
     result = CliRunner().invoke(main, [str(arg) for arg in (*args, "-o", out)])
@@ -79,6 +94,20 @@ def test_images_of_different_sizes(tmp_path):
     fit(data, tmp_path / "run", match="big.png has shape (1, 10, 10)")
 
 
+def test_images_of_three_shapes_name_the_first_file_of_each(tmp_path):
+    images = [*pngs(tmp_path, 3), png(tmp_path, "big.png", (1, 10, 10)),
+              png(tmp_path, "wide.png", (1, 8, 12)), png(tmp_path, "big2.png", (1, 10, 10))]
+    data = manifest(tmp_path, images)
+    error = fit(data, tmp_path / "run", match="images of 3 different shapes (channels first)")
+    for part in ("img0.png has shape (1, 8, 8) (first of 3 images), ",
+                 "big.png has shape (1, 10, 10) (first of 2 images), ",
+                 "wide.png has shape (1, 8, 12) (1 image); all images must match"):
+        assert part in error
+    assert "img1.png" not in error and "big2.png" not in error
+    fails("transform", data, "--adapter", adapter_file(tmp_path, (1, 8, 8)),
+          out=tmp_path / "s2t", match="wide.png has shape (1, 8, 12) (1 image)")
+
+
 def test_channel_mismatch_between_source_and_target(tmp_path):
     grey = pngs(tmp_path, 2)
     rgb = [png(tmp_path, f"rgb{i}.png", (3, 8, 8)) for i in range(2)]
@@ -97,6 +126,56 @@ def test_nan_or_inf_in_an_image_file(tmp_path):
     bad[1, 2, 3] = np.inf
     with pytest.raises(ValueError, match=r"inf\.nii\.gz.*(NaN|infinite)"):
         ImageDataset([tmp_path / nifti(tmp_path, "inf.nii.gz", bad)])[0]
+
+
+def test_nan_or_inf_in_an_array(tmp_path):
+    X = RNG.uniform(-1, 1, (6, 1, 8, 8)).astype(np.float32)
+    bad = X.copy()
+    bad[4, 0, 1, 1], bad[4, 0, 2, 2], bad[5, 0, 3, 3] = np.nan, np.inf, -np.inf
+    domains = np.where(np.arange(6) < 3, 1, -2)
+    for task in (TaskClassifier, TaskRegressor):
+        with pytest.raises(ValueError, match=r"X holds 1 NaN and 2 infinite values \(3 "
+                                             r"non-finite, in 2 row\(s\), the first row 4\)"):
+            task(nf=2, max_epochs=1, batch_size=4).fit(bad, np.arange(6) % 2)
+    fitted = TaskClassifier(nf=2, max_epochs=1, batch_size=4, random_state=0).fit(
+        X, np.arange(6) % 2)
+    with pytest.raises(ValueError, match="X holds 1 NaN and 2 infinite values"):
+        fitted.predict(bad)
+    # the adapter refuses them too (scikit-learn's check; it does not count them yet)
+    with pytest.raises(ValueError, match=r"Input X contains (NaN|infinity)"):
+        ISTNAdapter(nf=2, max_epochs=1, batch_size=4).fit(bad, sample_domain=domains)
+
+
+def test_nan_voxels_in_a_nifti_are_counted_through_the_cli(tmp_path):
+    bad = np.zeros((6, 6, 6), np.float32)
+    bad[0, 0, :3], bad[1, 1, 1] = np.nan, np.inf
+    images = [nifti(tmp_path, f"v{i}.nii.gz") for i in range(3)]
+    data = manifest(tmp_path, [*images, nifti(tmp_path, "bad.nii.gz", bad)])
+    fit(data, tmp_path / "run", match="bad.nii.gz: 3 NaN and 1 infinite values; images must "
+                                      "be finite")
+    fails("transform", data, "--adapter", adapter_file(tmp_path, (1, 6, 6, 6)),
+          out=tmp_path / "s2t", match="bad.nii.gz: 3 NaN and 1 infinite values")
+
+
+@pytest.mark.parametrize("role", ["source", "target"])
+def test_a_domain_with_a_single_image(tmp_path, role):
+    X = RNG.uniform(-1, 1, (5, 1, 8, 8)).astype(np.float32)
+    domains = np.array([1, 1, 1, 1, -2]) if role == "target" else np.array([-2, 1, -2, -2, -2])
+    row = 4 if role == "target" else 1
+    with pytest.raises(ValueError, match=rf"the {role} domain has 1 image \(row {row}, as told "
+                                         r"by sample_domain\); at least 2 images per domain"):
+        ISTNAdapter(nf=2, max_epochs=1, batch_size=4).fit(X, sample_domain=domains)
+    sites = ["A", "A", "A", "B"] if role == "target" else ["A", "B", "B", "B"]
+    site = "B" if role == "target" else "A"
+    fit(manifest(tmp_path, pngs(tmp_path), sites=sites), tmp_path / "run",
+        match=f"the {role} site '{site}' has 1 image; at least 2 images per site are needed")
+
+
+def test_two_images_per_domain_are_enough():
+    X = RNG.uniform(-1, 1, (4, 1, 8, 8)).astype(np.float32)
+    fitted = ISTNAdapter(nf=2, max_epochs=1, batch_size=4, random_state=0).fit(
+        X, sample_domain=[1, 1, -2, -2])
+    assert np.isfinite(fitted.transform(X[:1])).all()
 
 
 def test_missing_file_in_a_manifest(tmp_path):
@@ -259,3 +338,70 @@ def test_a_manifest_listing_the_same_file_twice(tmp_path):
     masked = pd.DataFrame({"image": images, "mask": [images[0]] * len(images)})
     masked.to_csv(tmp_path / "masked.tsv", sep="\t", index=False)
     assert len(read_manifest(tmp_path / "masked.tsv", mask_key="mask")) == len(images)
+
+
+def _full_disk(limit):
+    """For a child process: files larger than ``limit`` bytes fail to write with EFBIG."""
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return limit_file_size
+
+
+def _no_temporaries(folder):
+    return [path for path in folder.rglob("*") if path.name.startswith(".tmp-")]
+
+
+SAVE_AGAIN = """
+import sys
+from istn_sk import load_model, save_model
+save_model(load_model(sys.argv[1]), sys.argv[1], overwrite=True)
+"""
+
+
+def test_save_model_on_a_full_disk_keeps_the_earlier_file(tmp_path):
+    X = RNG.uniform(-1, 1, (4, 1, 8, 8)).astype(np.float32)
+    from istn_sk import save_model
+
+    path = save_model(ISTNAdapter(nf=2, max_epochs=1, batch_size=4, random_state=0).fit(
+        X, sample_domain=[1, 1, -2, -2]), tmp_path / "model.pt")
+    earlier = path.read_bytes()
+    done = subprocess.run([sys.executable, "-c", SAVE_AGAIN, str(path)], capture_output=True,
+                          text=True, preexec_fn=_full_disk(len(earlier) // 2),
+                          cwd=tempfile.gettempdir())
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("OSError: [Errno 27] could not write ") and str(path) in last
+    assert last.endswith("File too large; model.pt was left as it was"), done.stderr
+    assert path.read_bytes() == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+CLI = "import sys; from istn_sk.cli.main import main; sys.argv[0] = 'istn-sk'; main()"
+
+
+def test_cli_transform_on_a_full_disk(tmp_path):
+    volumes = [nifti(tmp_path, f"v{i}.nii", RNG.uniform(-1, 1, (16, 16, 16)).astype(np.float32))
+               for i in range(4)]
+    data = manifest(tmp_path, volumes)
+    assert CliRunner().invoke(main, ["fit", "--train-set", str(data), "--source-site", "A",
+                                     "--target-site", "B", *TINY, "-o",
+                                     str(tmp_path / "run")]).exit_code == 0
+    adapter = tmp_path / "run" / "adapter.pt"
+    transform = ["transform", str(data), "--where", "site=A", "--adapter", str(adapter)]
+    assert CliRunner().invoke(main, [*transform, "-o", str(tmp_path / "earlier")]).exit_code == 0
+    earlier = {path: path.read_bytes() for path in (tmp_path / "earlier").rglob("*")
+               if path.is_file()}
+    limit = min(os.path.getsize(tmp_path / name) for name in volumes) // 2
+    for out, extra in ((tmp_path / "new", []), (tmp_path / "earlier", ["--force"])):
+        done = subprocess.run([sys.executable, "-c", CLI, *transform, *extra, "-o", str(out)],
+                              capture_output=True, text=True, preexec_fn=_full_disk(limit),
+                              cwd=tempfile.gettempdir())
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1, done.stderr
+        assert "could not write " in errors[0] and "File too large" in errors[0], errors[0]
+    assert not (tmp_path / "new").exists()
+    assert _no_temporaries(tmp_path) == []
+    for path, content in earlier.items():
+        assert path.read_bytes() == content, f"{path} changed"

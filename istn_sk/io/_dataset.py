@@ -48,12 +48,7 @@ class ImageDataset(Dataset):
             raise ValueError("no images to read")
         if self.masks is not None and len(self.masks) != len(self.paths):
             raise ValueError(f"{len(self.masks)} masks for {len(self.paths)} images")
-        self.shape = image_shape(self.paths[0])
-        for path in self.paths[1:]:
-            shape = image_shape(path)
-            if shape != self.shape:
-                raise ValueError(f"{path} has shape {shape} (channels first), but "
-                                 f"{self.paths[0]} has {self.shape}; all images must match")
+        self.shape = _common_shape(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -67,6 +62,32 @@ class ImageDataset(Dataset):
                              f"{int(np.isinf(image).sum())} infinite values; images must be "
                              "finite")
         return torch.from_numpy(np.asarray(self.normalizer(image), dtype=np.float32)), index
+
+
+def _common_shape(paths: Sequence[Path]) -> tuple[int, ...]:
+    """The ``(C, *spatial)`` shape every file in ``paths`` has, read from the headers.
+
+    Raises
+    ------
+    ValueError
+        When the files differ: the message lists each shape with the first
+        file that has it and how many files have it, in order of first
+        appearance.
+    """
+    first: dict[tuple[int, ...], Path] = {}
+    counts: dict[tuple[int, ...], int] = {}
+    for path in paths:
+        shape = image_shape(path)
+        first.setdefault(shape, path)
+        counts[shape] = counts.get(shape, 0) + 1
+    if len(first) > 1:
+        listed = ", ".join(
+            f"{path} has shape {shape} "
+            + ("(1 image)" if counts[shape] == 1 else f"(first of {counts[shape]} images)")
+            for shape, path in first.items())
+        raise ValueError(f"images of {len(first)} different shapes (channels first): {listed}; "
+                         "all images must match")
+    return next(iter(first))
 
 
 def iter_batches(dataset: Dataset, *, batch_size: int = 16,
