@@ -19,7 +19,7 @@ from ._alongside import TrainedAlongsideMixin
 from ._batch_norm import recompute_batch_norm
 from ._checkpoint import EpochCheckpoint, fingerprint, read_checkpoint, restore, resumable
 from ._registry import get_registry
-from ._validation import image_layout, source_mask
+from ._validation import check_finite, image_layout, source_mask
 from .nn import ISTN, FullyConvolutionalNet, ImageTransformerNetwork, STNContext
 
 
@@ -216,6 +216,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         -------
         self : ISTNAdapter
         """
+        check_finite(X)
         X = validate_data(self, X, allow_nd=True, dtype=[np.float32, np.float64])
         layout = image_layout(X, image_shape=self.image_shape, spatial_dims=self.spatial_dims)
         is_source = source_mask(y, sample_domain, n_samples=X.shape[0])
@@ -332,6 +333,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         return layout.to_rows(out).astype(dtype, copy=False)
 
     def _images(self, X):
+        check_finite(X)
         X = validate_data(self, X, allow_nd=True, dtype=[np.float32, np.float64], reset=False)
         layout = image_layout(X, image_shape=self.image_shape, spatial_dims=self.spatial_dims)
         layout.check_matches(self.n_channels_, self.image_shape_, type(self).__name__)
