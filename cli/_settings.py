@@ -219,5 +219,7 @@ def resolve_settings(ctx: click.Context, *, estimator_keys: Collection[str] = ()
     if unused:
         click.echo(f"note: {', '.join(unused)}: no effect in `istn-sk {ctx.command.name}` "
                    "(see docs/cli.md)", err=True)
+    # an option left at its None default is "not given"; a null given in a config file or
+    # with --set is a value (ema_decay=null turns the weight averages off)
     return {key: value for key, value in settings.items()
-            if not (value is None and key in estimator_keys)}
+            if not (value is None and key in estimator_keys and key not in given)}

@@ -305,3 +305,14 @@ def test_errors_are_one_line_without_traceback(shapes, tmp_path):
     debug = CliRunner().invoke(main, ["--debug", "fit", "-c", str(tmp_path / "typo.json"),
                                       "-o", str(tmp_path / "run")])
     assert isinstance(debug.exception, ValueError)
+
+
+def test_null_from_set_is_a_value_not_an_omission(shapes, tmp_path):
+    data = ["--train-set", shapes, "--train-where", "split=train", "--label-key", "label"]
+    run("fit", *data, "--source-site", "A", "--target-site", "B", "--max-epochs", "1",
+        "--set", "ema_decay=null", "--set", "task_weight=0", "-q", *TINY, "-o", tmp_path / "off")
+    run("fit", *data, "--source-site", "A", "--target-site", "B", "--max-epochs", "1",
+        "-q", *TINY, "-o", tmp_path / "defaults")
+    off, defaults = (load_model(tmp_path / name / "adapter.pt") for name in ("off", "defaults"))
+    assert (off.ema_decay, off.task_weight) == (None, 0)
+    assert (defaults.ema_decay, defaults.task_weight) == (0.99, 1.0)
