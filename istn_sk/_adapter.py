@@ -13,14 +13,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import ProgressBar
 from torch import nn
 
-from ._adapter_params import check_adapter_params, per_axis
-from ._adversarial_net import AdversarialISTNNet, GANLosses, PairedDomains
+from ._adapter_params import check_adapter_params
+from ._adversarial_net import AdversarialISTNNet, PairedDomains
 from ._alongside import TrainedAlongsideMixin
 from ._batch_norm import recompute_batch_norm
 from ._checkpoint import EpochCheckpoint, fingerprint, read_checkpoint, restore, resumable
-from ._registry import get_registry
+from ._networks import build_istn, build_training_net
 from ._validation import check_finite, image_layout, source_mask
-from .nn import ISTN, FullyConvolutionalNet, ImageTransformerNetwork, STNContext
+from .nn import ISTN
 
 
 class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
@@ -367,49 +367,13 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         return read_checkpoint(directory, key), [EpochCheckpoint(directory, key)]
 
     def _build_net(self, layout, task=None, extra_callbacks=()) -> AdversarialISTNNet:
-        """The untrained skorch net: ISTN(s), discriminator(s) and losses for ``layout``."""
-        registry = get_registry()
-        losses = {
-            name: registry.get("loss", getattr(self, name), parameter=name).factory()
-            for name in ("gan_loss", "dis_loss", "idt_loss")
-        }
-        if getattr(losses["idt_loss"], "takes_logits", False):
-            raise ValueError(f"idt_loss={self.idt_loss!r} works on logits; the identity and "
-                             "cycle terms compare images: choose an image loss such as 'l1'")
-        directions = ["s2t", "t2s"] if self.mode == "cyclegan" else ["s2t"]
-        istns = nn.ModuleDict({key: self._build_istn(layout) for key in directions})
-        critics = nn.ModuleDict({
-            domain: FullyConvolutionalNet(len(layout.spatial), layout.channels, layout.spatial,
-                                          n_outputs=1, nf=2 * self.nf, norm_kind="instance")
-            for domain in (["target", "source"] if self.mode == "cyclegan" else ["target"])
-        })
-        return AdversarialISTNNet(
-            istns, critics,
-            criterion=GANLosses(losses["gan_loss"], losses["dis_loss"], losses["idt_loss"]),
-            consistency_weight=float(self.consistency_weight),
-            memory_format=(torch.channels_last if len(layout.spatial) == 2
-                           else torch.channels_last_3d),
-            lr=self.lr, dis_lr=self.dis_lr,
-            batch_size=self.batch_size, max_epochs=self.max_epochs, train_split=None,
-            iterator_train__shuffle=True, device=self.device,
-            callbacks=[*self._training_callbacks(), *extra_callbacks], verbose=int(self.verbose),
-            task_net=task, task_weight=float(self.task_weight), ema_decay=self.ema_decay,
-        )
+        """The untrained skorch net for ``layout`` (:func:`~._networks.build_training_net`)."""
+        return build_training_net(self, layout, task, [*self._training_callbacks(),
+                                                        *extra_callbacks])
 
     def _build_istn(self, layout) -> ISTN:
-        spatial_dims = len(layout.spatial)
-        itn = (ImageTransformerNetwork(spatial_dims, layout.channels, layout.spatial, nf=self.nf,
-                                       output=self.itn_output)
-               if self.itn else None)
-        entry = get_registry().get("spatial_transformer", "none" if self.stn is None else self.stn,
-                                   parameter="stn")
-        context = STNContext(
-            image_shape=layout.spatial, in_channels=layout.channels, nf=self.nf,
-            cp_spacing=per_axis(self.cp_spacing, spatial_dims),
-            max_displacement=float(self.max_displacement),
-            options=dict(self.stn_options or {}),
-        )
-        return ISTN(itn, entry.factory(context))
+        """One untrained ISTN for ``layout`` (:func:`~._networks.build_istn`)."""
+        return build_istn(self, layout)
 
     def _simultaneous_task(self, X_source, y, is_source):
         if self.task is None:

@@ -1,0 +1,70 @@
+"""Building the networks an ISTNAdapter trains: the ISTN(s), discriminator(s) and the skorch net."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._adapter_params import per_axis
+from ._adversarial_net import AdversarialISTNNet, GANLosses
+from ._registry import get_registry
+from .nn import ISTN, FullyConvolutionalNet, ImageTransformerNetwork, STNContext
+
+
+def build_training_net(adapter, layout, task=None, callbacks=()) -> AdversarialISTNNet:
+    """The untrained skorch net: ISTN(s), discriminator(s) and losses for ``layout``.
+
+    Parameters
+    ----------
+    adapter : ISTNAdapter
+        Its parameters choose the networks, losses and training settings.
+    layout : ImageLayout
+        Channels and spatial shape of the images.
+    task : TaskClassifier or TaskRegressor, optional
+        An initialised task estimator to train alongside (the simultaneous scheme).
+    callbacks : sequence of skorch callbacks
+        Every callback of the training net.
+    """
+    registry = get_registry()
+    losses = {
+        name: registry.get("loss", getattr(adapter, name), parameter=name).factory()
+        for name in ("gan_loss", "dis_loss", "idt_loss")
+    }
+    if getattr(losses["idt_loss"], "takes_logits", False):
+        raise ValueError(f"idt_loss={adapter.idt_loss!r} works on logits; the identity and "
+                         "cycle terms compare images: choose an image loss such as 'l1'")
+    directions = ["s2t", "t2s"] if adapter.mode == "cyclegan" else ["s2t"]
+    istns = nn.ModuleDict({key: build_istn(adapter, layout) for key in directions})
+    critics = nn.ModuleDict({
+        domain: FullyConvolutionalNet(len(layout.spatial), layout.channels, layout.spatial,
+                                      n_outputs=1, nf=2 * adapter.nf, norm_kind="instance")
+        for domain in (["target", "source"] if adapter.mode == "cyclegan" else ["target"])
+    })
+    return AdversarialISTNNet(
+        istns, critics,
+        criterion=GANLosses(losses["gan_loss"], losses["dis_loss"], losses["idt_loss"]),
+        consistency_weight=float(adapter.consistency_weight),
+        memory_format=(torch.channels_last if len(layout.spatial) == 2
+                       else torch.channels_last_3d),
+        lr=adapter.lr, dis_lr=adapter.dis_lr,
+        batch_size=adapter.batch_size, max_epochs=adapter.max_epochs, train_split=None,
+        iterator_train__shuffle=True, device=adapter.device,
+        callbacks=list(callbacks), verbose=int(adapter.verbose),
+        task_net=task, task_weight=float(adapter.task_weight), ema_decay=adapter.ema_decay,
+    )
+
+def build_istn(adapter, layout) -> ISTN:
+    """One untrained ISTN (ITN and registered STN) for ``layout`` from ``adapter``'s parameters."""
+    spatial_dims = len(layout.spatial)
+    itn = (ImageTransformerNetwork(spatial_dims, layout.channels, layout.spatial, nf=adapter.nf,
+                                   output=adapter.itn_output)
+           if adapter.itn else None)
+    stn = "none" if adapter.stn is None else adapter.stn
+    entry = get_registry().get("spatial_transformer", stn, parameter="stn")
+    context = STNContext(
+        image_shape=layout.spatial, in_channels=layout.channels, nf=adapter.nf,
+        cp_spacing=per_axis(adapter.cp_spacing, spatial_dims),
+        max_displacement=float(adapter.max_displacement),
+        options=dict(adapter.stn_options or {}),
+    )
+    return ISTN(itn, entry.factory(context))
