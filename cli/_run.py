@@ -250,22 +250,20 @@ class RunFolder:
         return self.write_learning_curves(rows, f"report/{stem}-curves.png")
 
     def write_learning_curves(self, rows: Sequence[Mapping[str, Any]], name: str) -> Path:
-        """One panel per floating-point history key (losses, validation scores)."""
-        from istn_sk.figures import write_png
-        from istn_sk.io import line_plot
+        """Every floating-point history key: losses on one axes, validation scores below."""
+        from istn_sk.figures import learning_curves, save_figure
 
         keys = [key for key in dict.fromkeys(k for row in rows for k in row)
                 if key not in NOT_CURVES
                 and all(isinstance(row.get(key, 0.0), float) for row in rows)]
-        series = {key: [row.get(key, np.nan) for row in rows] for key in keys}
-        return write_png(self.file(name), line_plot(series))
+        return save_figure(self.file(name), learning_curves(rows, keys))
 
     def write_explanation(self, parts: Mapping[str, np.ndarray], target: np.ndarray | None = None,
                           name: str = "report/explanation.png") -> Path:
         """The S, ITN, S2T, difference, deformation (and T) grid of ``explain``'s first 8 images."""
-        from istn_sk.figures import explanation_grid, write_png
+        from istn_sk.figures import explanation_grid, save_figure
 
-        return write_png(self.file(name), explanation_grid(dict(parts), target))
+        return save_figure(self.file(name), explanation_grid(dict(parts), target))
 
     def copy_files(self, files: Sequence[str]) -> None:
         """Copy the config's ``files`` into ``files/`` (the reference's ``files`` key)."""

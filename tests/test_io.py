@@ -1,4 +1,4 @@
-"""istn_sk.io: PNG/NIfTI reading and writing, manifests, the lazy Dataset, configs, plots.
+"""istn_sk.io: PNG/NIfTI reading and writing, manifests, the lazy Dataset, configs.
 
 Every other image kind and format is tested in test_io_formats.py.
 """
@@ -18,7 +18,6 @@ from istn_sk.io import (
     files_manifest,
     image_shape,
     iter_batches,
-    line_plot,
     load_images,
     parse_value,
     read_config,
@@ -174,13 +173,3 @@ def test_config_files_aliases_and_suggestions(tmp_path):
         read_config(tmp_path / "list.yaml")
     assert [parse_value(text) for text in ("4", "1e-4", "[8, 8]", "true", "bspline", "[A, B]")] \
         == [4, 1e-4, [8, 8], True, "bspline", ["A", "B"]]
-
-
-def test_line_plot_draws_one_panel_per_series():
-    picture = line_plot({"loss": [1.0, 0.5, 0.25], "valid_accuracy": [np.nan, 0.5, np.nan]},
-                        width=200, panel_height=40)
-    assert picture.dtype == np.uint8 and picture.shape[1:] == (200, 3)
-    top, bottom = np.split(picture, 2)
-    blue = np.array([31, 90, 180])
-    assert (top == blue).all(axis=-1).sum() > 100   # a line across the panel
-    assert 0 < (bottom == blue).all(axis=-1).sum() < 20   # one point

@@ -15,8 +15,9 @@ ImageDataset, iter_batches, load_images
     A torch Dataset that reads images on demand, and batch reading.
 read_config, canonical_config, parse_value, REFERENCE_KEYS, REFERENCE_ALIASES
     JSON/YAML config files with the reference code's keys.
-line_plot
-    Learning curves as an RGB array (no plotting package).
+learning_curves, protocol_bars, LOSS_KEYS
+    Learning curves and protocol results (mean ± sd over seeds) as
+    matplotlib figures.
 SampleWriter, EpochScores
     skorch callbacks: sample S2T images and task scores every few epochs.
 
@@ -28,6 +29,7 @@ from .._lazy import lazy_exports
 
 _PUBLIC = {
     "EpochScores": "._callbacks",
+    "LOSS_KEYS": "._plot",
     "ImageDataset": "._dataset",
     "Manifest": "._manifest",
     "Normalizer": "._images",
@@ -38,9 +40,10 @@ _PUBLIC = {
     "files_manifest": "._manifest",
     "image_shape": "._images",
     "iter_batches": "._dataset",
-    "line_plot": "._plot",
+    "learning_curves": "._plot",
     "load_images": "._dataset",
     "parse_value": "._config",
+    "protocol_bars": "._plot",
     "read_config": "._config",
     "read_image": "._images",
     "read_manifest": "._manifest",

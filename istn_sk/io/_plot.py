@@ -1,102 +1,142 @@
-"""Learning curves as a small RGB picture: one panel per series, drawn with numpy alone."""
+"""Learning curves and protocol results as matplotlib figures (Agg canvas, no pyplot state)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from itertools import pairwise
+from typing import Any
 
 import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-# A 3x5 pixel font: five rows of three bits (4 = left column), one digit per row.
-_FONT = {
-    "0": "75557", "1": "26227", "2": "71747", "3": "71717", "4": "55711", "5": "74717",
-    "6": "74757", "7": "71111", "8": "75757", "9": "75717", "a": "25755", "b": "65656",
-    "c": "34443", "d": "65556", "e": "74647", "f": "74644", "g": "34553", "h": "55755",
-    "i": "72227", "j": "11152", "k": "55655", "l": "44447", "m": "57755", "n": "65555",
-    "o": "25552", "p": "65644", "q": "25563", "r": "65655", "s": "34216", "t": "72222",
-    "u": "55553", "v": "55552", "w": "55775", "x": "55255", "y": "55222", "z": "71247",
-    ".": "00002", "-": "00700", "_": "00007", " ": "00000", ":": "02020", "=": "07070",
-    "@": "25743", "(": "12221", ")": "42224", "/": "11244", ">": "42124", ",": "00024",
-    "+": "02720",
-}
-_SCALE = 2
-_ADVANCE = 4 * _SCALE
-_TITLE = 7 * _SCALE
-_INK = np.array([30, 30, 30], dtype=np.uint8)
-_FRAME = np.array([170, 170, 170], dtype=np.uint8)
-_LINE = np.array([31, 90, 180], dtype=np.uint8)
+#: The adapter's per-epoch loss terms, in the order :func:`learning_curves` draws them.
+LOSS_KEYS = ("train_loss", "gan_loss", "idt_loss", "cyc_loss", "joint_loss", "dis_loss",
+             "task_loss")
+#: Rows of :func:`istn_sk.evaluate.domain_shift_report` that are not scores.
+_DERIVED_ROWS = ("Δ", "recovered")
 
 
-def _glyph(char: str) -> np.ndarray:
-    rows = _FONT.get(char.lower(), "77777")
-    bits = np.array([[int(row) >> (2 - column) & 1 for column in range(3)] for row in rows])
-    return bits.astype(bool).repeat(_SCALE, axis=0).repeat(_SCALE, axis=1)
+def new_figure(**kwargs: Any) -> Figure:
+    """A :class:`~matplotlib.figure.Figure` on its own Agg canvas (keyword arguments as for
+    ``Figure``); nothing is registered with pyplot."""
+    figure = Figure(**kwargs)
+    FigureCanvasAgg(figure)
+    return figure
 
 
-def draw_text(canvas: np.ndarray, text: str, top: int, left: int) -> None:
-    """Write ``text`` into an RGB canvas in place (3x5 glyphs at scale 2; cut at the edge)."""
-    for i, char in enumerate(text):
-        x = left + i * _ADVANCE
-        if x + 3 * _SCALE > canvas.shape[1]:
-            return
-        canvas[top:top + 5 * _SCALE, x:x + 3 * _SCALE][_glyph(char)] = _INK
+def _series(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    values = [epoch.get(key) for epoch in history]
+    return np.array([v if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+                     else np.nan for v in values], dtype=float)
 
 
-def _draw_line(canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> None:
-    for (x0, y0), (x1, y1) in pairwise(zip(xs, ys, strict=True)):
-        steps = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
-        px = np.round(np.linspace(x0, x1, steps)).astype(int)
-        py = np.round(np.linspace(y0, y1, steps)).astype(int)
-        canvas[py, px] = canvas[py + 1, px] = _LINE
-    if len(xs) == 1:
-        x, y = round(xs[0]), round(ys[0])
-        canvas[y - 1:y + 2, x - 1:x + 2] = _LINE
-
-
-def line_plot(series: Mapping[str, Sequence[float]], *, width: int = 480,
-              panel_height: int = 80) -> np.ndarray:
-    """Draw each series against its index, one panel per series, stacked.
-
-    Each panel's title gives the series' name, first and last values and its
-    range; the vertical axis spans that range. Non-finite values (epochs
-    without a record) are skipped.
+def learning_curves(history: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None,
+                    *, log_scale: bool = False) -> Figure:
+    """Per-epoch losses (and other scores) of a training history.
 
     Parameters
     ----------
-    series : mapping of str to sequence of float
-        E.g. ``{"gan_loss": [...], "dis_loss": [...]}``.
-    width : int, default=480
-        Picture width in pixels.
-    panel_height : int, default=80
-        Height of each plot area in pixels.
+    history : sequence of mapping
+        One record per epoch, e.g. ``adapter.history_`` or the rows of
+        ``history.csv``; the ``epoch`` entry, when present, is the x value.
+    keys : sequence of str, optional
+        Series to draw. By default every loss term present: those of
+        :data:`LOSS_KEYS`, then any other ``*_loss`` (``valid_loss``).
+        Losses share the top axes; other keys (validation scores) share a
+        second axes below.
+    log_scale : bool, default=False
+        Logarithmic loss axis (non-positive values are not drawn).
 
     Returns
     -------
-    ndarray of shape (H, width, 3), uint8
-        Write it with :func:`istn_sk.figures.write_png`.
+    matplotlib.figure.Figure
+        Write it with :func:`istn_sk.figures.save_figure`.
     """
-    if not series:
-        raise ValueError("nothing to plot")
-    margin = 6
-    panel = _TITLE + panel_height + 2 * margin
-    canvas = np.full((panel * len(series), width, 3), 255, dtype=np.uint8)
-    for index, (name, values) in enumerate(series.items()):
-        values = np.asarray(values, dtype=float)
-        top = index * panel + margin
-        box_top, box_bottom = top + _TITLE, top + _TITLE + panel_height - 1
-        left, right = margin, width - margin - 1
-        canvas[box_top, left:right + 1] = canvas[box_bottom, left:right + 1] = _FRAME
-        canvas[box_top:box_bottom + 1, left] = canvas[box_top:box_bottom + 1, right] = _FRAME
-        seen = np.flatnonzero(np.isfinite(values))
-        if not seen.size:
-            draw_text(canvas, f"{name}: no values", top, left)
-            continue
-        low, high = float(values[seen].min()), float(values[seen].max())
-        draw_text(canvas, f"{name}: {values[seen[0]]:.3g} -> {values[seen[-1]]:.3g} "
-                          f"(min {low:.3g}, max {high:.3g})", top, left)
-        span = max(len(values) - 1, 1)
-        xs = left + 2 + seen / span * (right - left - 4)
-        unit = (values[seen] - low) / (high - low) if high > low else np.full(seen.size, 0.5)
-        ys = box_bottom - 2 - unit * (panel_height - 5)
-        _draw_line(canvas, xs, ys)
-    return canvas
+    present = list(dict.fromkeys(key for epoch in history for key in epoch))
+    if keys is None:
+        keys = [key for key in LOSS_KEYS if key in present]
+        keys += [key for key in present if key.endswith("_loss") and key not in keys]
+    keys = [key for key in keys if np.isfinite(_series(history, key)).any()]
+    if not keys:
+        raise ValueError("nothing to plot: no finite values of the requested series")
+    epochs = _series(history, "epoch")
+    if not np.isfinite(epochs).all():
+        epochs = np.arange(1, len(history) + 1, dtype=float)
+    groups = {"loss": [key for key in keys if key.endswith("_loss")],
+              "score": [key for key in keys if not key.endswith("_loss")]}
+    groups = {name: members for name, members in groups.items() if members}
+    figure = new_figure(figsize=(7.0, 3.2 * len(groups)), layout="constrained")
+    axes = figure.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (name, members) in zip(axes, groups.items(), strict=True):
+        for key in members:
+            values = _series(history, key)
+            shown = np.isfinite(values)
+            ax.plot(epochs[shown], values[shown], marker="." if shown.sum() < 30 else None,
+                    label=key)
+        ax.set_ylabel(name)
+        if name == "loss" and log_scale:
+            ax.set_yscale("log", nonpositive="mask")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small", ncols=min(len(members), 4))
+    axes[-1].set_xlabel("epoch")
+    return figure
+
+
+def protocol_bars(table: pd.DataFrame, columns: Sequence[str] | None = None,
+                  by: str | Sequence[str] | None = None) -> Figure:
+    """Protocol results as horizontal bars: mean ± standard deviation over seeds.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per run, e.g. ``docs/suite/suite-runs.csv`` (grouped by
+        ``name``, the setting), or :func:`istn_sk.evaluate.domain_shift_report`
+        tables, one per seed, concatenated (grouped by model and evaluated
+        set; the ``Δ`` and ``recovered`` rows are left out).
+    columns : sequence of str, optional
+        Scores drawn as bars within each group, e.g. ``["no_da", "alongside",
+        "oracle"]``; by default every numeric column except ``by`` and
+        ``seed``.
+    by : str or sequence of str, optional
+        Grouping columns: ``model`` and ``evaluated_on`` where present,
+        else ``name``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One bar per (group, column); the error bar is the sample standard
+        deviation over the group's rows (none with one row), and each group
+        label gives its number of rows ``n``.
+    """
+    if by is None:
+        by = ["model", "evaluated_on"] if {"model", "evaluated_on"} <= set(table) else ["name"]
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [key for key in by if key not in table]
+    if missing:
+        raise ValueError(f"no grouping column {missing} in the table's {list(table)}")
+    if "model" in by:
+        table = table[~table["model"].isin(_DERIVED_ROWS)]
+    if columns is None:
+        columns = [c for c in table.select_dtypes("number") if c not in by and c != "seed"]
+    columns = list(columns)
+    if not columns or table.empty:
+        raise ValueError("nothing to plot: no rows or no score columns")
+    grouped = table.groupby(by, sort=False)[columns]
+    mean, spread, count = grouped.mean(), grouped.std(ddof=1), grouped.size()
+    labels = [" · ".join(map(str, key if isinstance(key, tuple) else (key,)))
+              + f" (n={n})" for key, n in count.items()]
+    height = 0.8 / len(columns)
+    positions = np.arange(len(mean))
+    figure = new_figure(figsize=(8.0, 1.0 + 0.25 * len(mean) * len(columns) + 0.2 * len(mean)),
+                        layout="constrained")
+    ax = figure.add_subplot()
+    for k, column in enumerate(columns):
+        ax.barh(positions - 0.4 + height * (k + 0.5), mean[column], height=height,
+                xerr=spread[column].fillna(0.0), capsize=2, label=column)
+    ax.set_yticks(positions, labels, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("mean ± sd over seeds")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure
