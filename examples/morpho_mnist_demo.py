@@ -19,8 +19,8 @@ Prints the protocol table and writes into the output folder (default
 ``demo-output``): ``morpho-mnist-demo.csv`` / ``.md`` (the table),
 ``A.png``, ``A2B.png``, ``B.png`` (image grids), ``difference.png``
 (A2B - A: blue darker, red brighter), ``deformation.png`` (warped line
-grids) and ``explanation.png`` (rows A, ITN output, A2B, difference,
-deformation, B).
+grids) and ``explanation.png`` (labelled rows A, ITN output, A2B,
+difference, deformation grid, |u|, Jacobian determinant, B, with colourbars).
 
 Run: ``python examples/morpho_mnist_demo.py [OUTPUT_DIR]`` (torch uses every
 core unless ``OMP_NUM_THREADS`` says otherwise). The first run

@@ -182,8 +182,9 @@ def _draw_grid(ax, shift: np.ndarray, spacing: int) -> None:
     ax.set_aspect("equal")
 
 
-def _symmetric(planes: list[np.ndarray], centre: float) -> Normalize:
-    half = max(max(float(np.abs(p - centre).max()) for p in planes), 1e-6)
+def _symmetric(planes: list[np.ndarray], centre: float, least: float) -> Normalize:
+    """``centre`` ± the largest deviation (at least ``least``, so a constant map stays legible)."""
+    half = max(max(float(np.abs(p - centre).max()) for p in planes), least)
     return Normalize(centre - half, centre + half)
 
 
@@ -240,10 +241,10 @@ def explanation_grid(parts: dict[str, np.ndarray], target: np.ndarray | None = N
     intensities = [p for key in _IMAGE_ROWS for p in shown.get(key, [])]
     scales = {key: (Normalize(min(p.min() for p in intensities), max(p.max() for p in intensities)),
                     "gray") for key in _IMAGE_ROWS}
-    scales[_DIFFERENCE] = _symmetric(shown[_DIFFERENCE], 0.0), "RdBu_r"
+    scales[_DIFFERENCE] = _symmetric(shown[_DIFFERENCE], 0.0, 0.01), "RdBu_r"
     scales["|u|"] = Normalize(0.0, max(max(p.max() for p in shown["|u|"]),
-                                                  1e-6)), "viridis"
-    scales["det J"] = _symmetric(shown["det J"], 1.0), "PuOr_r"
+                                                  0.1)), "viridis"
+    scales["det J"] = _symmetric(shown["det J"], 1.0, 0.1), "PuOr_r"
     columns = len(shown["S"])
     figure = new_figure(figsize=(cell * columns + 1.6, cell * len(shown)), layout="constrained")
     layout = figure.add_gridspec(len(shown), columns + 1, width_ratios=[1] * columns + [0.12])
