@@ -16,6 +16,7 @@ from ._settings import (
     data_options,
     image_options,
     option_group,
+    quiet_option,
     resolve_settings,
     run_options,
 )
@@ -94,6 +95,7 @@ def _inputs(settings: Mapping[str, Any]) -> ImageSet:
 @click.option("--b2a", is_flag=True,
               help="Map T -> S with the inverse ISTN (adapters fitted with mode=cyclegan).")
 @batch_size_option
+@quiet_option
 @run_options
 @click.pass_context
 def transform_command(ctx: click.Context, **_: Any) -> None:
@@ -106,6 +108,7 @@ def transform_command(ctx: click.Context, **_: Any) -> None:
     lists them (with the input's other columns), ready for `istn-sk
     train-task`.
     """
+    from istn_sk._progress import Progress
     from istn_sk.figures import central_slice, deformation_grid, signed, write_png
     from istn_sk.io import Normalizer, write_displacement, write_image
     from istn_sk.io._images import VOLUME_FORMATS, image_format
@@ -120,8 +123,10 @@ def transform_command(ctx: click.Context, **_: Any) -> None:
     names, suffixes, files = images.output_names(), images.output_suffixes(), images.files()
     normalizer = Normalizer(settings["normalizer"])
     written: dict[str, list[str]] = {"image": [], "difference": [], "displacement": []}
+    progress = Progress(len(images), desc="transform", unit="images", quiet=settings["quiet"])
     for batch, rows in images.batches(batch_size=settings["batch_size"],
                                       num_workers=settings["num_workers"]):
+        progress.update(len(rows))
         parts = adapter.explain(batch, direction=direction)
         if not written["image"]:
             run.write_explanation({key: value[:8] for key, value in parts.items()})
@@ -151,6 +156,7 @@ def transform_command(ctx: click.Context, **_: Any) -> None:
                     target = path if image_format(path) == "nifti" else f"{stem}.nii.gz"
                 write_displacement(run.file("displacement", target), field, like=like)
                 written["displacement"].append(f"displacement/{target}")
+    progress.close()
     table = images.table.copy()
     table[settings["image_key"]] = written["image"]
     for key in ("difference", "displacement"):
@@ -176,6 +182,7 @@ inference_options = option_group(
     click.option("--b2a", is_flag=True, help="Apply the inverse (T -> S) ISTN instead."),
     data_options("test"),
     batch_size_option,
+    quiet_option,
     run_options,
     click.pass_context,
 )
@@ -186,6 +193,7 @@ def _infer(ctx: click.Context, *, evaluate: bool) -> None:
     import pandas as pd
 
     from istn_sk import TaskRegressor
+    from istn_sk._progress import Progress
     from istn_sk.evaluate import (
         DEFAULT_THRESHOLDS,
         prediction_scores,
@@ -212,14 +220,17 @@ def _infer(ctx: click.Context, *, evaluate: bool) -> None:
     test = load_image_set(settings["test_set"], settings["test_where"], settings,
                           role="test_set")
     outputs: dict[str, list] = {name: [] for name in models}
-    for batch, _ in test.batches(batch_size=settings["batch_size"],
-                                 num_workers=settings["num_workers"]):
+    progress = Progress(len(test), desc=ctx.command.name, unit="images", quiet=settings["quiet"])
+    for batch, rows in test.batches(batch_size=settings["batch_size"],
+                                    num_workers=settings["num_workers"]):
         if adapter is not None:
             batch = _apply_adapter(adapter, batch, itn=itn, stn=stn,
                                    direction="t2s" if settings["b2a"] else "s2t")
         for name, model in models.items():
             outputs[name].append(model.predict(batch) if isinstance(model, TaskRegressor)
                                  else model.predict_proba(batch))
+        progress.update(len(rows))
+    progress.close()
     applied = "+".join(part for part, on in (("itn", itn), ("stn", stn)) if on) or "none"
     frames, scores = [], []
     for name, model in models.items():

@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 from ._run import ensure_new_folder
-from ._settings import KEY_VALUE
+from ._settings import KEY_VALUE, quiet_option
+
+
+def _takes_verbose(make) -> bool:
+    """Whether a dataset's ``make`` accepts ``verbose`` (its progress report)."""
+    import inspect
+
+    parameters = inspect.signature(make).parameters.values()
+    return any(p.name == "verbose" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 @click.group("datasets")
@@ -30,18 +38,23 @@ def list_command() -> None:
               help="An option of the dataset's make (repeatable; values read as JSON/YAML), "
                    "e.g. --option n_samples=100 --option domains=[A,B].")
 @click.option("--force", is_flag=True, help="Write into a non-empty folder.")
-def make_command(name: str, out: str, options: tuple[tuple[str, str], ...], force: bool) -> None:
+@quiet_option
+def make_command(name: str, out: str, options: tuple[tuple[str, str], ...], force: bool,
+                 quiet: bool) -> None:
     """Write the registered dataset NAME (see `istn-sk datasets list`) to --out.
 
     Options are those of the dataset's make, e.g. for morpho-mnist domains,
     splits, n_samples, random_state; for brain-sites n_per_site, shape,
-    travelling_subjects (docs/datasets.md).
+    travelling_subjects (docs/datasets.md). Generation reports its progress
+    (verbose=1) unless -q (or --option verbose=0).
     """
     from istn_sk import datasets, get_registry
     from istn_sk.io import parse_value
 
-    get_registry().get("dataset", name, parameter="NAME")
+    entry = get_registry().get("dataset", name, parameter="NAME")
     ensure_new_folder(out, force=force)
     kwargs = {key: parse_value(value) for key, value in options}
+    if _takes_verbose(entry.factory().make):
+        kwargs.setdefault("verbose", 0 if quiet else 1)
     manifest = datasets.make(name, out, **kwargs, **({"overwrite": True} if force else {}))
     click.echo(f"wrote {manifest}")

@@ -62,6 +62,10 @@ def option_group(*decorators: Callable) -> Callable:
     return apply
 
 
+quiet_option = click.option("-q", "--quiet", is_flag=True,
+                            help="No progress report (neither a bar nor progress lines).")
+
+
 def config_options(function: Callable) -> Callable:
     """``--config`` and ``--set``."""
     return option_group(

@@ -25,9 +25,11 @@ from ._settings import (
     estimator_options,
     option_group,
     plain_params,
+    quiet_option,
     resolve_settings,
     run_options,
 )
+from ._tracking import tracking_callbacks, tracking_options
 
 #: Run settings the task model shares with the adapter (and a fresh task model also ``nf``,
 #: as in the reference, where one ``nf`` sizes every network).
@@ -56,7 +58,6 @@ validation_options = option_group(
                  help="Stop when the task model's training loss has not improved for this "
                       "many epochs."),
 )
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="No per-epoch progress lines.")
 sites_options = option_group(
     click.option("--source-site", help="Site of the source images S."),
     click.option("--target-site", help="Site of the target images T."),
@@ -167,8 +168,17 @@ def _callbacks(settings: Mapping[str, Any], validation: ImageSet | None, task, *
     return callbacks
 
 
-def _verbose(settings: Mapping[str, Any]) -> int:
-    return 0 if settings["quiet"] else int(settings.get("verbose", 1))
+def _verbose(settings: Mapping[str, Any], default: int = 1) -> int:
+    """The estimators' ``verbose`` (skorch's per-epoch table): 0 with ``--quiet``."""
+    return 0 if settings["quiet"] else int(settings.get("verbose", default))
+
+
+def _progress_callbacks(settings: Mapping[str, Any], run, command: str) -> list:
+    """The epoch progress report, and the --tensorboard/--mlflow-uri loggers."""
+    from ._epochs import EpochProgress
+
+    return [EpochProgress(command, quiet=settings["quiet"]),
+            *tracking_callbacks(settings, command=command, run_name=run.path.name)]
 
 
 def _two_sites(settings: Mapping[str, Any]) -> tuple[ImageSet, Any, list[str]]:
@@ -200,6 +210,7 @@ def _adapter_keys() -> set[str]:
 @task_options
 @estimator_options("stn", "nf", "max_epochs", "batch_size", "lr", "mode", "random_state")
 @validation_options
+@tracking_options
 @click.option("--nii", is_flag=True,
               help="Save sample S2T images as .nii.gz each validation step.")
 @click.option("--png", is_flag=True,
@@ -264,12 +275,13 @@ def _fit(ctx: click.Context, *, resume: bool) -> None:
             formats=[kind for kind in ("nii", "png") if settings[kind]],
             every=settings["val_interval"], like=[files[i] for i in rows] if nifti else None,
             normalizer=settings["normalizer"]))
+    callbacks += _progress_callbacks(settings, run, "fit")
     params = {key: settings[key] for key in adapter_keys if key in settings}
-    params["verbose"] = _verbose(settings)
+    params["verbose"] = _verbose(settings, default=0)   # the progress report shows each epoch
     checkpoint_dir = Path(settings.get("checkpoint_dir") or run.path).absolute()
     ctx.meta[CHECKPOINT_META_KEY] = checkpoint_dir / CHECKPOINT_NAME
     adapter = ISTNAdapter(**{**params, "checkpoint_dir": checkpoint_dir}, task=task,
-                          callbacks=callbacks or None)
+                          callbacks=callbacks)
     adapter.fit(X, y, sample_domain=np.where(is_source, 1, -2))
     adapter.set_params(checkpoint_dir=settings.get("checkpoint_dir"))   # not the run's folder
     run.save_model(adapter, "adapter.pt")
@@ -292,6 +304,7 @@ def _fit(ctx: click.Context, *, resume: bool) -> None:
               help="A fitted adapter (.pt): train on its S2T images (the sequential scheme).")
 @estimator_options("nf", "max_epochs", "batch_size", "lr", "random_state")
 @validation_options
+@tracking_options
 @quiet_option
 @run_options
 @click.pass_context
@@ -314,7 +327,7 @@ def train_task_command(ctx: click.Context, **_: Any) -> None:
         (site,) = chosen_sites(train, settings, ("source_site",))
         train = train.rows(site_mask(train, settings, site))
     task = build_task(settings.get("model_type"), settings.get("task_model"),
-                      {**_task_params(settings, ""), "verbose": _verbose(settings)},
+                      {**_task_params(settings, ""), "verbose": _verbose(settings, default=0)},
                       finetune=settings["finetune"])
     train, y = _labelled(train, settings, regression=_is_regressor(task))
     X = train.images(num_workers=settings["num_workers"])
@@ -324,8 +337,9 @@ def train_task_command(ctx: click.Context, **_: Any) -> None:
             raise ValueError(f"{settings['adapter']} holds a {type(adapter).__name__}, "
                              "not an ISTNAdapter")
         X = adapter.transform(X)
-    task.set_params(callbacks=_callbacks(settings, _validation_set(settings, site), task,
-                                         monitor="train_loss"))
+    task.set_params(callbacks=[*_callbacks(settings, _validation_set(settings, site), task,
+                                           monitor="train_loss"),
+                               *_progress_callbacks(settings, run, "train-task")])
     task.fit(X, y)
     run.save_model(task, "model.pt")
     run.write_history(task.history_)

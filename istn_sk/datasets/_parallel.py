@@ -1,4 +1,4 @@
-"""Parallel map with joblib and an optional tqdm progress bar."""
+"""Parallel map with joblib and an optional progress report."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ def parallel_map(
     n_jobs : int or None
         Worker processes, as in joblib (``-1``: all cores; ``None``/``1``: serial).
     verbose : int
-        Show a tqdm progress bar when positive.
+        Report progress when positive: a tqdm bar on a terminal, plain lines
+        elsewhere (``istn_sk._progress.Progress``).
     desc : str
-        Progress bar label.
+        Progress label.
 
     Returns
     -------
@@ -41,7 +42,7 @@ def parallel_map(
         delayed(function)(*args) for args in arguments
     )
     if verbose > 0:
-        from tqdm.auto import tqdm
+        from istn_sk._progress import track
 
-        results = tqdm(results, total=len(arguments), desc=desc)
+        results = track(results, len(arguments), desc=desc)
     return list(results)
