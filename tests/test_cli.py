@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from cli_helpers import run
 from click.testing import CliRunner
 from istn_sk.cli.main import main
 from PIL import Image
@@ -22,11 +23,6 @@ TINY = ["--nf", "2", "--batch-size", "8", "--random-state", "0"]
 AFFINE = np.array([[2.0, 0, 0, -10], [0, 2.0, 0, 4], [0, 0, 2.5, 7], [0, 0, 0, 1]])
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(arg) for arg in args])
-    if ok:
-        assert result.exit_code == 0, result.output + repr(result.exception)
-    return result
 
 
 @pytest.fixture(scope="module")

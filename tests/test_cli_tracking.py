@@ -4,19 +4,13 @@ commands that read manifests and generate datasets."""
 import re
 
 import pytest
-from click.testing import CliRunner
-from istn_sk.cli.main import main
+from cli_helpers import run
 
 from istn_sk._progress import Progress
 
 TINY = ["--nf", "2", "--batch-size", "8", "--random-state", "0", "--max-epochs", "2"]
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(arg) for arg in args])
-    if ok:
-        assert result.exit_code == 0, result.output + repr(result.exception)
-    return result
 
 
 @pytest.fixture(scope="module")
