@@ -15,9 +15,7 @@ def recompute_batch_norm(module: nn.Module, images: torch.Tensor, batch_size: in
     statistics, and the source batches (the ``S2T`` pass) and target batches
     (the identity pass) alternate, so the running averages blend both domains
     and lag behind weights that keep moving. ``transform`` runs in eval mode,
-    so without this it would apply statistics that no training batch had:
-    measured on Morpho-MNIST A -> B, the model trained alongside then scored
-    near chance on the transformed source images it had been learning from.
+    so without this it would apply statistics that no training batch had.
     One pass in training mode over the images to be transformed (the
     source domain for ``S2T``), averaging the batch statistics with equal
     weight (``torch.optim.swa_utils.update_bn``), fixes the statistics to the
