@@ -144,3 +144,18 @@ def test_shift_suite_writes_one_row_per_run_and_per_epoch(tmp_path):
     assert len(epochs) == 4 and set(epochs.epoch) == {1, 2}
     accuracies = epochs[["target_acc", "mapped_source_acc"]]
     assert ((accuracies >= 0) & (accuracies <= 1)).all().all()
+
+
+def test_shift_suite_histogram_matching_baseline_writes_its_scores(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "ISTN_SK_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "suite.py"), str(out), "--name", "hm",
+         "--histogram-matching", "--targets", "B", "--seeds", "0", "--n-train", "12",
+         "--n-test", "9"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = pd.read_csv(out / "suite.csv").iloc[0]
+    assert np.isnan(row.alongside) and not (out / "epochs.csv").exists()
+    assert all(0 <= row[key] <= 1 for key in ("scratch", "finetuned", "oracle_on_s2t"))
