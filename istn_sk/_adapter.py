@@ -41,9 +41,11 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         Use an image transformer network. ``False`` gives an STN-only ISTN.
     itn_output : {"full_range", "clip", "tanh"}, default="full_range"
         How the ITN turns its last feature map ``h`` into an image.
-        ``"full_range"``: ``tanh(artanh(x) + h)``, the identity at
-        initialisation, able to reach any intensity from any input (strokes
-        can thicken) with no gradient cut; ``"clip"``: ``clip(x + tanh(h),
+        ``"full_range"``: ``tanh(artanh(0.95 x) + h) / 0.95`` clamped to
+        [-1, 1] with a straight-through gradient
+        (:func:`~istn_sk.nn._itn.full_range_output`), the identity at
+        initialisation, able to reach any intensity from any input, exact ±1
+        included (strokes can thicken), with no gradient cut; ``"clip"``: ``clip(x + tanh(h),
         -1, 1)``, identity at initialisation but unable to move a pixel by a
         full unit (background cannot pass mid-grey); ``"tanh"``: the paper's
         plain ``tanh(h)``. See docs/results.md for the measured comparison.

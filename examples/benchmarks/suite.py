@@ -58,6 +58,13 @@ def accuracy(model, X, y) -> float:
     return float(np.mean(model.predict(X) == y))
 
 
+def splits(source: str, target: str, seed: int, n_train: int, n_test: int) -> tuple:
+    """``(X, y)`` of the source and target training digits, then of their test digits."""
+    return tuple(load_morpho_mnist(domain, split, n, random_state=seed)
+                 for domain, split, n in ((source, "train", n_train), (target, "train", n_train),
+                                          (source, "test", n_test), (target, "test", n_test)))
+
+
 def reference_scores(out: Path, source: str, target: str, seed: int, n_train: int,
                      data: dict) -> dict[str, float]:
     """No-adaptation and oracle accuracies on the target test set, cached per seed."""
@@ -113,10 +120,8 @@ class EpochDiagnostics(Callback):
 def run_one(setting: dict, source: str, target: str, seed: int, n_train: int,
             out: Path, n_test: int = 250) -> tuple[dict, list[dict]]:
     """Fit one adapter and score every path on the unmodified target test digits."""
-    Xs, ys = load_morpho_mnist(source, "train", n_train, random_state=seed)
-    Xt, yt = load_morpho_mnist(target, "train", n_train, random_state=seed)
-    Xt_test, yt_test = load_morpho_mnist(target, "test", n_test, random_state=seed)
-    Xs_test, ys_test = load_morpho_mnist(source, "test", n_test, random_state=seed)
+    (Xs, ys), (Xt, yt), (Xs_test, ys_test), (Xt_test, yt_test) = splits(
+        source, target, seed, n_train, n_test)
     diagnostics = EpochDiagnostics(Xs, (Xs_test, ys_test), (Xt_test, yt_test), Xt)
     references = reference_scores(out, source, target, seed, n_train,
                                   (Xs, ys, Xt, yt, Xt_test, yt_test))
@@ -166,10 +171,8 @@ def run_histogram_matching(source: str, target: str, seed: int, n_train: int, ou
     histogram-matching rows do, and the T oracle's reading of the matched
     source test digits (``oracle_on_s2t``).
     """
-    Xs, ys = load_morpho_mnist(source, "train", n_train, random_state=seed)
-    Xt, yt = load_morpho_mnist(target, "train", n_train, random_state=seed)
-    Xt_test, yt_test = load_morpho_mnist(target, "test", n_test, random_state=seed)
-    Xs_test, ys_test = load_morpho_mnist(source, "test", n_test, random_state=seed)
+    (Xs, ys), (Xt, yt), (Xs_test, ys_test), (Xt_test, yt_test) = splits(
+        source, target, seed, n_train, n_test)
     references = reference_scores(out, source, target, seed, n_train,
                                   (Xs, ys, Xt, yt, Xt_test, yt_test))
     matched = match_histograms(Xs, Xt)
