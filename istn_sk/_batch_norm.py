@@ -35,7 +35,8 @@ def recompute_batch_norm(module: nn.Module, images: torch.Tensor, batch_size: in
         Layout of the batches, as in training.
     """
     device = next(module.parameters()).device
-    batches = [images[start:start + batch_size].to(device).contiguous(memory_format=memory_format)
-               for start in range(0, len(images), batch_size)]
+    # one batch at a time: a list would hold a converted copy of the whole domain at once
+    batches = (images[start:start + batch_size].to(device).contiguous(memory_format=memory_format)
+               for start in range(0, len(images), batch_size))
     update_bn(batches, module)
     module.eval()
