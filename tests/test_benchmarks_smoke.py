@@ -132,18 +132,22 @@ def test_shift_suite_writes_one_row_per_run_and_per_epoch(tmp_path):
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "suite.py"), str(out), "--name", "smoke",
          "--setting", setting, "--targets", "B", "D", "--seeds", "0", "--n-train", "12",
-         "--n-test", "9"],
+         "--n-test", "9", "--epoch-scores"],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = pd.read_csv(out / "suite.csv")
     assert list(runs.target) == ["B", "D"] and set(runs.name) == {"smoke"}
-    scores = runs[["no_da", "oracle", "alongside", "scratch", "handover", "oracle_on_s2t"]]
+    scores = runs[["no_da", "oracle", "alongside", "scratch", "handover", "oracle_on_s2t",
+                   "paired_ssim", "unmapped_ssim"]]
     assert ((scores >= 0) & (scores <= 1)).all().all()
+    assert ((runs.paired_mae > 0) & (runs.unmapped_mae > 0)).all()
     epochs = pd.read_csv(out / "epochs.csv")
     assert len(epochs) == 4 and set(epochs.epoch) == {1, 2}
-    accuracies = epochs[["target_acc", "mapped_source_acc"]]
+    accuracies = epochs[["target_acc", "mapped_source_acc", "reverse_validation",
+                         "domain_confusion"]]
     assert ((accuracies >= 0) & (accuracies <= 1)).all().all()
+    assert epochs[["neg_entropy", "snd", "dev", "iwv", "dis_gap"]].notna().all().all()
 
 
 def test_shift_suite_histogram_matching_baseline_writes_its_scores(tmp_path):
@@ -159,3 +163,17 @@ def test_shift_suite_histogram_matching_baseline_writes_its_scores(tmp_path):
     row = pd.read_csv(out / "suite.csv").iloc[0]
     assert np.isnan(row.alongside) and not (out / "epochs.csv").exists()
     assert all(0 <= row[key] <= 1 for key in ("scratch", "finetuned", "oracle_on_s2t"))
+
+
+def test_deep_da_baselines_write_one_scored_row_per_method(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "ISTN_SK_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "deep_da_baselines.py"), str(out), "--targets", "B",
+         "--seeds", "0", "--n-train", "12"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_csv(out / "deep-da.csv")
+    assert list(rows.method) == ["source_only", "dann", "deep_coral"]
+    assert rows.accuracy.between(0, 1).all() and (rows.target == "B").all()

@@ -170,6 +170,32 @@ def test_digits_of_domains_and_splits_are_disjoint():
     assert np.bincount(digits[list(pools["B", "test"])]).tolist() == [25] * 10
 
 
+def test_digits_of_renders_the_same_digits_and_perturbations_in_another_style(tmp_path):
+    kept = {"cache_dir": tmp_path, "return_digits": True}
+    A, y, digits = load_morpho_mnist("A", "test", 24, **kept)
+    truth = {d: load_morpho_mnist(d, "test", 24, digits_of="A", **kept) for d in "ABCD"}
+    np.testing.assert_array_equal(truth["A"][0], A)   # its own digits: the plain split
+    for domain in "BCD":
+        X, labels, classes = truth[domain]
+        np.testing.assert_array_equal(labels, y)
+        np.testing.assert_array_equal(classes, digits)
+        centre, tolerance = TOLERANCE[domain]
+        assert abs(np.median(measure_thickness(X)) - centre) < tolerance
+    own_b = load_morpho_mnist("B", "test", 24, cache_dir=tmp_path)[0]
+
+    def coverage(rendering):   # the fraction of A's ink that is ink in the rendering
+        return np.mean([((x > 0) & (a > 0)).sum() / (a > 0).sum()
+                        for x, a in zip(rendering, A, strict=True)])
+    assert coverage(truth["B"][0]) > 0.93 > 0.75 > coverage(own_b)   # measured 0.969 / 0.633
+    # the same fractures: the slanted rendering keeps each fractured A digit's stroke count
+    from scipy import ndimage
+    pieces = [ndimage.label(x[0] > 0)[1] for x in A[y == 1]]
+    slanted = [ndimage.label(x[0] > 0)[1] for x in truth["C"][0][y == 1]]
+    assert np.mean(np.equal(pieces, slanted)) >= 0.75   # measured 7 of 8
+    with pytest.raises(ValueError, match="digits_of"):
+        load_morpho_mnist("B", "test", 3, cache_dir=tmp_path, digits_of="E")
+
+
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("ISTN_SK_DATA", str(tmp_path / "env"))
     assert get_cache_dir() == tmp_path / "env"

@@ -13,7 +13,12 @@ trains the task model alongside, ``"alongside": true``), then scores on the
 * content kept: a T oracle's accuracy on the mapped source *test* digits against
   their source labels (``oracle_on_s2t``), and the fraction of fractured /
   swollen digits it still finds fractured / swollen (``fractures_kept``,
-  ``swellings_kept``; Morpho-MNIST labels 1 and 2).
+  ``swellings_kept``; Morpho-MNIST labels 1 and 2);
+* paired truth: SSIM and MAE of the mapped source test digits against the true
+  target rendering of the same digits with the same perturbations
+  (``load_morpho_mnist(target, "test", digits_of=source)``; ``paired_ssim``,
+  ``paired_mae``), and of the unmapped source digits (``unmapped_ssim``,
+  ``unmapped_mae``). Training stays unpaired.
 
 ``--histogram-matching`` runs the intensity baseline instead (``scratch`` and
 ``finetuned``: ``T_S`` fine-tuned 6 epochs on the matched digits); give it its own
@@ -23,14 +28,15 @@ trains the task model alongside, ``"alongside": true``), then scores on the
     python examples/benchmarks/suite.py OUT --name full_range \\
         --setting '{"itn_output": "full_range", "alongside": true}' --targets B D --seeds 0 1 2
 
-Torch uses ``--threads`` threads (results depend on the thread count through the
-order of floating-point sums; the brief asks for 1 and 2).
+``--epoch-scores`` also appends the label-free selection candidates of every
+epoch (:mod:`label_free_scorers`) to ``OUT/epochs.csv``. Torch uses
+``--threads`` threads (results depend on the thread count through the order of
+floating-point sums; the brief asks for 1 and 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
@@ -39,11 +45,12 @@ import numpy as np
 import pandas as pd
 import torch
 from baselines import match_histograms
+from label_free_scorers import SnapshotClassifier, snapshot, snapshot_scores
 from skorch.callbacks import Callback
 
 from istn_sk import ISTNAdapter, TaskClassifier
-from istn_sk._batch_norm import recompute_batch_norm
 from istn_sk.datasets import load_morpho_mnist
+from istn_sk.harmonisation import paired_similarity
 
 TASK = {"nf": 16, "lr": 1e-3, "max_epochs": 12, "batch_size": 32}
 ADAPTER = {"stn": None, "nf": 8, "lr": 1e-3, "consistency_weight": 10.0, "max_epochs": 20,
@@ -85,41 +92,42 @@ def reference_scores(out: Path, source: str, target: str, seed: int, n_train: in
 
 
 class EpochDiagnostics(Callback):
-    """Per epoch: the alongside model's true target accuracy and label-free candidates.
+    """Per epoch: the true target accuracy of the model trained alongside, and label-free scores.
 
-    Measurement only (it reads target test labels, which no fit ever sees):
-    ``target_acc`` is the accuracy of the model trained alongside on the
-    unmodified target test digits; ``mapped_source_acc`` its accuracy on the
-    mapped *source* test digits with source labels (the reference code's
-    selection criterion); ``target_entropy`` its mean prediction entropy on
-    the unlabelled target training digits.
+    Measurement only (``target_acc`` reads target test labels, which no fit
+    ever sees). Each epoch's snapshot is what ``transform`` and ``predict``
+    would use had training stopped there (weight averages loaded, batch-norm
+    statistics recomputed); the label-free candidates of
+    :mod:`label_free_scorers` see the mapped source *test* digits with their
+    labels and ``n_target`` unlabelled target training digits.
     """
 
-    def __init__(self, source_train, source_test, target_test, target_train) -> None:
+    def __init__(self, source_train, source_test, target_test, target_train,
+                 n_target: int = 300) -> None:
         self.source_train = torch.from_numpy(source_train)
         self.source_test = source_test
         self.target_test = target_test
-        self.target_train = target_train
+        self.target_train = target_train[:n_target]
         self.rows: list[dict] = []
 
     def on_epoch_end(self, net, **kwargs) -> None:
-        task = net.task_net
-        if task is None:
+        if net.task_net is None:
             return
-        (Xs, ys), (Xt, yt) = self.source_test, self.target_test
-        istn = copy.deepcopy(net.module_["s2t"])
-        recompute_batch_norm(istn, self.source_train, net.batch_size, net.memory_format)
-        with torch.no_grad():
-            mapped = istn(torch.from_numpy(Xs)).numpy()
-        proba = np.clip(task.predict_proba(self.target_train), 1e-12, 1)
-        self.rows.append({"epoch": len(net.history), "target_acc": accuracy(task, Xt, yt),
-                          "mapped_source_acc": accuracy(task, mapped, ys),
-                          "target_entropy": float(-np.mean(np.sum(proba * np.log(proba), 1)))})
+        Xt, yt = self.target_test
+        istn, task = snapshot(net, self.source_train)
+        scores = snapshot_scores(istn, task, net.discriminator_["target"], self.source_test,
+                                 self.target_train)
+        self.rows.append({"epoch": len(net.history),
+                          "target_acc": accuracy(SnapshotClassifier(task), Xt, yt), **scores})
 
 
 def run_one(setting: dict, source: str, target: str, seed: int, n_train: int,
-            out: Path, n_test: int = 250) -> tuple[dict, list[dict]]:
-    """Fit one adapter and score every path on the unmodified target test digits."""
+            out: Path, n_test: int = 250, epoch_scores: bool = False) -> tuple[dict, list[dict]]:
+    """Fit one adapter and score every path on the unmodified target test digits.
+
+    With ``epoch_scores`` (and a task model trained alongside) it also returns
+    one row per epoch of :class:`EpochDiagnostics`.
+    """
     (Xs, ys), (Xt, yt), (Xs_test, ys_test), (Xt_test, yt_test) = splits(
         source, target, seed, n_train, n_test)
     diagnostics = EpochDiagnostics(Xs, (Xs_test, ys_test), (Xt_test, yt_test), Xt)
@@ -134,7 +142,8 @@ def run_one(setting: dict, source: str, target: str, seed: int, n_train: int,
     sd = np.r_[np.ones(len(Xs), int), -2 * np.ones(len(Xt), int)]
     y = np.r_[ys, -np.ones(len(Xt), int)]
     start = time.perf_counter()
-    adapter = ISTNAdapter(**params, callbacks=[diagnostics], random_state=seed)
+    adapter = ISTNAdapter(**params, callbacks=[diagnostics] if epoch_scores else None,
+                          random_state=seed)
     adapter.fit(X, y, sample_domain=sd)
     seconds = time.perf_counter() - start
     s2t = adapter.transform(Xs)
@@ -146,6 +155,9 @@ def run_one(setting: dict, source: str, target: str, seed: int, n_train: int,
     oracle = TaskClassifier(**TASK, random_state=seed).fit(Xt, yt)
     mapped_test = adapter.transform(Xs_test)
     content = oracle.predict(mapped_test)
+    truth = load_morpho_mnist(target, "test", n_test, random_state=seed, digits_of=source)[0]
+    paired = paired_similarity(mapped_test, truth).mean()
+    unmapped = paired_similarity(Xs_test, truth).mean()
     row = {"source": source, "target": target, "seed": seed, "n_train": n_train,
            "threads": torch.get_num_threads(), **references,
            "alongside": accuracy(adapter.task_, Xt_test, yt_test) if alongside else np.nan,
@@ -154,6 +166,8 @@ def run_one(setting: dict, source: str, target: str, seed: int, n_train: int,
            "oracle_on_s2t": float(np.mean(content == ys_test)),
            "fractures_kept": float(np.mean(content[ys_test == 1] == 1)),
            "swellings_kept": float(np.mean(content[ys_test == 2] == 2)),
+           "paired_ssim": paired["ssim"], "paired_mae": paired["mae"],
+           "unmapped_ssim": unmapped["ssim"], "unmapped_mae": unmapped["mae"],
            "ink_s2t": float(np.mean(s2t > 0)), "ink_t": float(np.mean(Xt > 0)),
            "dis_loss": history[-1, "dis_loss"], "gan_loss": history[-1, "gan_loss"],
            "fit_s": seconds}
@@ -202,6 +216,8 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=250)
     parser.add_argument("--histogram-matching", action="store_true",
                         help="run the intensity baseline instead of an adapter")
+    parser.add_argument("--epoch-scores", action="store_true",
+                        help="record the label-free scores of every epoch in OUT/epochs.csv")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -214,7 +230,7 @@ def main() -> None:
                                                         args.out, args.n_test), []
             else:
                 result, epochs = run_one(setting, args.source, target, seed, args.n_train,
-                                         args.out, args.n_test)
+                                         args.out, args.n_test, args.epoch_scores)
             row = {"name": args.name, "setting": json.dumps(setting), **result}
             for name, rows in (("suite.csv", [row]), ("epochs.csv", epochs)):
                 if rows:

@@ -120,7 +120,8 @@ def _digit_seed(random_state: int, domain: str, split: str, index: int) -> np.ra
 
 
 def perturb_digit(
-    image: np.ndarray, domain: str, label: int, seed: np.random.SeedSequence
+    image: np.ndarray, domain: str, label: int, seed: np.random.SeedSequence,
+    drawn_as: str | None = None,
 ) -> np.ndarray:
     """Turn one MNIST digit into a digit of ``domain`` with class ``label``.
 
@@ -133,6 +134,12 @@ def perturb_digit(
         Healthy, fractured or swollen.
     seed : numpy.random.SeedSequence
         The digit's own random stream.
+    drawn_as : {"A", "B", "C", "D"}, optional
+        Read ``seed`` as the stream of a digit of this domain (by default
+        ``domain``), so that the same digit, seed and label give the same
+        fracture or swelling in every domain: a slanting domain draws its
+        angle first from the stream, and a slant the stream's domain does not
+        draw comes from a stream of its own.
 
     Returns
     -------
@@ -141,9 +148,14 @@ def perturb_digit(
     """
     spec = DOMAINS[domain]
     rng = np.random.default_rng(seed)
+    slant = DOMAINS[drawn_as or domain].slant
+    angle = None if slant is None else rng.uniform(*slant)
     upscaled = _morpho.upscale(image)
     if spec.slant is not None:
-        upscaled = _morpho.shear_to_slant(upscaled, rng.uniform(*spec.slant))
+        if angle is None:
+            own = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, 1))
+            angle = np.random.default_rng(own).uniform(*spec.slant)
+        upscaled = _morpho.shear_to_slant(upscaled, angle)
     binary = _morpho.set_thickness(_morpho.binarise(upscaled), spec.thickness)
     if label == 1:
         binary = _morpho.fracture(_morpho.Morphology.from_binary(binary), rng)
@@ -153,10 +165,12 @@ def perturb_digit(
 
 
 def _cache_file(
-    cache_dir: str | os.PathLike[str] | None, domain: str, split: str, seed: int
+    cache_dir: str | os.PathLike[str] | None, domain: str, split: str, seed: int,
+    digits_of: str,
 ) -> Path:
     folder = get_cache_dir(cache_dir) / "morpho-mnist" / CACHE_VERSION
-    return folder / f"seed{seed}_{domain}_{split}.npz"
+    paired = "" if digits_of == domain else f"_digits-of-{digits_of}"
+    return folder / f"seed{seed}_{domain}_{split}{paired}.npz"
 
 
 def _generate(
@@ -167,18 +181,20 @@ def _generate(
     cache_dir: str | os.PathLike[str] | None,
     n_jobs: int | None,
     verbose: int,
+    digits_of: str,
 ) -> dict[str, np.ndarray]:
     """The first ``n_samples`` digits of a split, from the cache or generated and cached."""
-    path = _cache_file(cache_dir, domain, split, random_state)
+    path = _cache_file(cache_dir, domain, split, random_state, digits_of)
     cached = load_arrays(path)
     done = 0 if cached is None else len(cached["y"])
     if done >= n_samples:
         return {key: value[:n_samples] for key, value in cached.items()}
     images, digits = _mnist_digits()
-    pool = _pool(domain, split, random_state)[:n_samples]
-    labels = _labels(n_samples, domain, split, random_state)
+    pool = _pool(digits_of, split, random_state)[:n_samples]
+    labels = _labels(n_samples, digits_of, split, random_state)
     arguments = [
-        (images[pool[i]], domain, int(labels[i]), _digit_seed(random_state, domain, split, i))
+        (images[pool[i]], domain, int(labels[i]), _digit_seed(random_state, digits_of, split, i),
+         digits_of)
         for i in range(done, n_samples)
     ]
     new = parallel_map(
@@ -203,6 +219,7 @@ def load_morpho_mnist(
     n_jobs: int | None = 1,
     verbose: int = 0,
     return_digits: bool = False,
+    digits_of: str | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Load one Morpho-MNIST domain, generating and caching it on first use.
 
@@ -228,6 +245,13 @@ def load_morpho_mnist(
         Show a progress bar while generating when positive.
     return_digits : bool, default=False
         Also return the MNIST digit class (0-9) of each image.
+    digits_of : {"A", "B", "C", "D"}, optional
+        Render the digits of this domain's split instead of ``domain``'s own:
+        the same MNIST digits, labels and fractures or swellings, in
+        ``domain``'s thickness and slant. ``load_morpho_mnist("B", "test",
+        digits_of="A")`` is the true B rendering of A's test digits, row for
+        row: the paired truth an A -> B map can be measured against
+        (training stays unpaired: the domains' own splits share no digit).
 
     Returns
     -------
@@ -246,7 +270,10 @@ def load_morpho_mnist(
     _check_choice("domain", domain, tuple(DOMAINS))
     _check_choice("split", split, tuple(SPLITS))
     n = _check_n_samples(n_samples, split)
-    arrays = _generate(domain, split, n, int(random_state), cache_dir, n_jobs, verbose)
+    digits_of = domain if digits_of is None else digits_of
+    _check_choice("digits_of", digits_of, tuple(DOMAINS))
+    arrays = _generate(domain, split, n, int(random_state), cache_dir, n_jobs, verbose,
+                       digits_of)
     X = (arrays["images"][:, None] * 2.0 - 1.0).astype(np.float32)
     y = arrays["y"].astype(np.int64)
     if return_digits:
