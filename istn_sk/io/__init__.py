@@ -11,8 +11,9 @@ read_image, write_image, write_displacement, image_shape, Normalizer
     NIfTI and MGH volumes (nibabel), PNG, JPEG, BMP (Pillow) and TIFF
     (tifffile) images as ``(C, *spatial)`` float arrays; volume outputs keep
     the input's affine and header, PNG and TIFF outputs its bit depth.
-ImageDataset, iter_batches, load_images
-    A torch Dataset that reads images on demand, and batch reading.
+ImageDataset, SampleDataset, iter_batches, load_images
+    Torch Datasets that read images on demand (from files, or from dict
+    samples through a transform such as a MONAI ``Compose``), and batch reading.
 read_config, canonical_config, parse_value, REFERENCE_KEYS, REFERENCE_ALIASES
     JSON/YAML config files with the reference code's keys.
 learning_curves, protocol_bars, LOSS_KEYS
@@ -36,6 +37,7 @@ _PUBLIC = {
     "REFERENCE_ALIASES": "._config",
     "REFERENCE_KEYS": "._config",
     "SampleWriter": "._callbacks",
+    "SampleDataset": "._dataset",
     "canonical_config": "._config",
     "files_manifest": "._manifest",
     "image_shape": "._images",

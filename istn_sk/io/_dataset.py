@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +57,68 @@ class ImageDataset(Dataset):
         image = read_image(self.paths[index])
         if self.masks is not None:
             image = image * (read_image(self.masks[index])[:1] != 0)
-        if not np.isfinite(image).all():
-            raise ValueError(f"{self.paths[index]}: {int(np.isnan(image).sum())} NaN and "
-                             f"{int(np.isinf(image).sum())} infinite values; images must be "
-                             "finite")
+        _check_finite(image, self.paths[index])
         return torch.from_numpy(np.asarray(self.normalizer(image), dtype=np.float32)), index
+
+
+class SampleDataset(Dataset):
+    """Dict samples (e.g. MONAI's) run through a transform on demand: item ``i`` is ``(image, i)``.
+
+    The dict counterpart of :class:`ImageDataset`, with the same items, so
+    :func:`iter_batches` and :func:`load_images` read it: each sample, e.g.
+    ``{"image": "sub-01.nii.gz", "domain": 1}``, goes through ``transform``
+    (any callable from dict to dict, such as a ``monai.transforms.Compose``
+    of ``LoadImaged``, ``Spacingd``, ...) when its item is requested, and
+    the array under ``image_key`` is the image. :mod:`istn_sk.monai` builds
+    such samples from a manifest.
+
+    Parameters
+    ----------
+    samples : sequence of mapping
+        One dict per image; never modified (the transform gets a shallow copy).
+    transform : callable, optional
+        Dict -> dict; without it the samples must already hold
+        ``(C, *spatial)`` arrays or tensors.
+    image_key : str, default="image"
+        The key whose value, after ``transform``, is the ``(C, *spatial)`` image.
+    """
+
+    def __init__(self, samples: Sequence[Mapping], transform: Callable | None = None, *,
+                 image_key: str = "image") -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.image_key = image_key
+        if not self.samples:
+            raise ValueError("no samples to read")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample(self, index: int) -> dict:
+        """Sample ``index`` after ``transform`` (a new dict, all keys kept)."""
+        sample = dict(self.samples[index])
+        return sample if self.transform is None else self.transform(sample)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        sample = self.sample(index)
+        if not isinstance(sample, Mapping) or self.image_key not in sample:
+            keys = list(sample) if isinstance(sample, Mapping) else type(sample).__name__
+            raise KeyError(f"sample {index} has no key {self.image_key!r} after the "
+                           f"transform (it has: {keys})")
+        image = sample[self.image_key]
+        if isinstance(image, torch.Tensor):
+            image = image.detach().cpu().numpy()
+        image = np.asarray(image, dtype=np.float32)
+        _check_finite(image, f"sample {index} ({self.image_key!r})")
+        return torch.from_numpy(image), index
+
+
+def _check_finite(image: np.ndarray, where: object) -> None:
+    """Raise ValueError, counting NaN and infinite values, unless ``image`` is finite."""
+    if not np.isfinite(image).all():
+        raise ValueError(f"{where}: {int(np.isnan(image).sum())} NaN and "
+                         f"{int(np.isinf(image).sum())} infinite values; images must be "
+                         "finite")
 
 
 def _common_shape(paths: Sequence[Path]) -> tuple[int, ...]:
@@ -97,7 +154,8 @@ def iter_batches(dataset: Dataset, *, batch_size: int = 16,
     Parameters
     ----------
     dataset : Dataset
-        Items ``(image tensor, index)``, e.g. :class:`ImageDataset`.
+        Items ``(image tensor, index)``, e.g. :class:`ImageDataset` or
+        :class:`SampleDataset`.
     batch_size : int, default=16
     num_workers : int, default=0
         Reader processes (:class:`torch.utils.data.DataLoader`).
