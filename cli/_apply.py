@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from ._data import ImageSet, load_image_set
 from ._run import open_run
 from ._settings import (
     KEY_VALUE,
+    check_num_classes,
     config_options,
     data_options,
     image_options,
@@ -170,6 +172,70 @@ def transform_command(ctx: click.Context, **_: Any) -> None:
                f"({'T2S' if settings['b2a'] else 'S2T'}); manifest {run.path / 'manifest.tsv'}")
 
 
+#: Reference keys of config_inference.json that describe the models: checked against them.
+REFERENCE_CHECKS = ("stn", "nf", "cp_spacing", "max_displacement", "image_shape",
+                    "num_classes")
+
+
+def _stn_applied(ctx: click.Context, settings: Mapping[str, Any]) -> bool:
+    """``--stn``, or the reference's ``stn`` key: a type applies the STN, 0/false/none not.
+
+    As in the reference's inference.py, the key applies only with an
+    adapter (its ``stn_path``); ``--stn`` against ``stn: 0`` is an error.
+    """
+    flag = settings["apply_stn"]
+    key = settings.get("stn")
+    if key is None or not settings.get("adapter"):
+        return flag
+    on = not (key is False or key == 0 or key in ("", "none"))
+    from_command_line = ctx.get_parameter_source("apply_stn") in (
+        ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    if flag and from_command_line and not on:
+        raise ValueError(f"--stn applies the STN, but stn={key!r} in the config switches it "
+                         "off (the reference's inference.py lets the config win); drop one")
+    return flag or on
+
+
+def _check_reference_keys(settings: Mapping[str, Any], models: Mapping[str, Any], adapter,
+                          *, stn: bool) -> None:
+    """The reference's model-describing keys against the loaded models.
+
+    ``nf``, and with a B-spline STN ``cp_spacing`` and ``max_displacement``,
+    must be the adapter's; ``stn`` (a type) its STN type; ``num_classes``
+    match every task model. Keys with nothing to check (no adapter applied,
+    an affine STN) are named in a note.
+    """
+    from istn_sk import TaskRegressor
+
+    for model in models.values():
+        check_num_classes(settings.get("num_classes"),
+                          regression=isinstance(model, TaskRegressor),
+                          classes=getattr(model, "classes_", ()), where="the task model")
+    checked = ["nf"] + (["cp_spacing", "max_displacement"]
+                        if adapter is not None and adapter.stn == "bspline" else [])
+    if stn and isinstance(settings.get("stn"), str) and settings["stn"] != "none":
+        checked.append("stn")
+    unused = []
+    for key in ("stn", "nf", "cp_spacing", "max_displacement"):
+        given = settings.get(key)
+        if given is None:
+            continue
+        if adapter is None or key not in checked:
+            if key != "stn":
+                unused.append(key)
+            continue
+        have = getattr(adapter, key)
+        if isinstance(given, (list, tuple)):
+            have = list(have) if isinstance(have, (list, tuple)) else [have] * len(given)
+            given = list(given)
+        if given != have:
+            raise ValueError(f"{key}={settings[key]!r} in the config, but the adapter "
+                             f"{settings['adapter']} has {key}={getattr(adapter, key)!r}")
+    if unused:
+        click.echo(f"note: {', '.join(unused)}: no effect here (they describe the networks "
+                   "of an applied adapter, and are checked against it)", err=True)
+
+
 inference_options = option_group(
     config_options,
     click.option("--task-model", multiple=True, type=click.Path(dir_okay=False),
@@ -200,15 +266,25 @@ def _infer(ctx: click.Context, *, evaluate: bool) -> None:
         to_markdown,
         write_report,
     )
+    from istn_sk.report import DataSummary, write_run_report
 
-    settings = resolve_settings(ctx, extra={"thresholds": list(DEFAULT_THRESHOLDS)})
+    settings = resolve_settings(ctx, extra={"thresholds": list(DEFAULT_THRESHOLDS),
+                                            **dict.fromkeys(REFERENCE_CHECKS)})
     paths = list(settings["task_model"])
     if not paths:
         raise ValueError("--task-model is required (a .pt written by `istn-sk train-task` or "
                          "`istn-sk fit`)")
-    itn, stn = settings["apply_itn"], settings["apply_stn"]
+    itn, stn = settings["apply_itn"], _stn_applied(ctx, settings)
+    settings["apply_stn"] = stn
     if settings.get("adapter") and not (itn or stn):
-        raise ValueError("the adapter is applied with --itn and/or --stn; pass either or both")
+        if ctx.get_parameter_source("adapter") in (ParameterSource.COMMANDLINE,
+                                                    ParameterSource.ENVIRONMENT):
+            raise ValueError("the adapter is applied with --itn and/or --stn; pass either or "
+                             "both")
+        # the reference's inference.py: itn_path/stn_path are applied only with --itn/stn
+        click.echo(f"note: adapter {settings['adapter']} (itn_path/stn_path) not applied: "
+                   "pass --itn, and/or set stn to its type, to apply it", err=True)
+        settings["adapter"] = None
     if (itn or stn) and not settings.get("adapter"):
         raise ValueError("--itn/--stn apply an adapter: give --adapter (itn_path/stn_path)")
     run = open_run(ctx, settings)
@@ -219,10 +295,21 @@ def _infer(ctx: click.Context, *, evaluate: bool) -> None:
                if settings.get("adapter") else None)
     test = load_image_set(settings["test_set"], settings["test_where"], settings,
                           role="test_set")
+    _check_reference_keys(settings, models, adapter, stn=stn)
     outputs: dict[str, list] = {name: [] for name in models}
+    summary, site_of = DataSummary(), None
+    if settings["site_key"] in test.table.columns:
+        site_of = test.column(settings["site_key"]).astype(str)
     progress = Progress(len(test), desc=ctx.command.name, unit="images", quiet=settings["quiet"])
     for batch, rows in test.batches(batch_size=settings["batch_size"],
                                     num_workers=settings["num_workers"]):
+        shape = settings.get("image_shape")
+        if shape is not None and tuple(batch.shape[2:]) != tuple(shape):
+            raise ValueError(f"input_shape/image_shape is {list(shape)}, but the images of "
+                             f"{test.name} have the shape {list(batch.shape[2:])}")
+        for site in ["all"] if site_of is None else sorted(set(site_of[rows])):
+            summary.add(f"test ({site})",
+                        batch if site_of is None else batch[site_of[rows] == site])
         if adapter is not None:
             batch = _apply_adapter(adapter, batch, itn=itn, stn=stn,
                                    direction="t2s" if settings["b2a"] else "s2t")
@@ -262,6 +349,7 @@ def _infer(ctx: click.Context, *, evaluate: bool) -> None:
         table = pd.DataFrame(scores)
         write_report(table, run.file("evaluation"))
         click.echo(to_markdown(table))
+    write_run_report(run.path, command=ctx.command.name, data=summary)
     click.echo(f"wrote {run.path}")
 
 
@@ -282,7 +370,7 @@ def evaluate_command(ctx: click.Context, **_: Any) -> None:
     """Score saved task models on labelled images, per site: the protocol table.
 
     Accuracy for classifiers; MAE and threshold accuracies (thresholds) for
-    regressors. Prints the table and writes evaluation.csv/.md and
-    predictions.csv to --out.
+    regressors. Prints the table and writes evaluation.csv/.md,
+    predictions.csv and report.html to --out.
     """
     _infer(ctx, evaluate=True)

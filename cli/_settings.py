@@ -219,7 +219,9 @@ def resolve_settings(ctx: click.Context, *, estimator_keys: Collection[str] = ()
             settings[name] = ctx.params[name]
         else:
             settings[name] = _from_config(ctx, param, given[name])
-    unused = sorted(key for key in given if key not in known and not key.startswith(prefixes))
+    # no augmentation (the reference's 0) is what every command that does not train does
+    unused = sorted(key for key in given if key not in known and not key.startswith(prefixes)
+                    and not (key == "augmentation" and given[key] is None))
     if unused:
         click.echo(f"note: {', '.join(unused)}: no effect in `istn-sk {ctx.command.name}` "
                    "(see docs/cli.md)", err=True)
@@ -227,3 +229,32 @@ def resolve_settings(ctx: click.Context, *, estimator_keys: Collection[str] = ()
     # with --set is a value (ema_decay=null turns the weight averages off)
     return {key: value for key, value in settings.items()
             if not (value is None and key in estimator_keys and key not in given)}
+
+
+def check_num_classes(num_classes: Any, *, regression: bool, classes: Collection[Any],
+                      where: str) -> None:
+    """The reference's ``num_classes`` against a task model's (or its labels') classes.
+
+    ``num_classes`` is the number of outputs of the reference's task
+    network: 1 for a regressor and for a binary classifier (one sigmoid
+    output), ``k`` for ``k`` classes.
+
+    Raises
+    ------
+    ValueError
+        They disagree (the message says what each means).
+    """
+    if num_classes is None:
+        return
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} is not a positive integer")
+    if regression:
+        if num_classes != 1:
+            raise ValueError(f"num_classes={num_classes}, but a regressor has one output "
+                             "(num_classes 1)")
+        return
+    expected = 2 if num_classes == 1 else num_classes
+    if len(classes) != expected:
+        meaning = "a binary classifier (2 classes)" if num_classes == 1 else f"{expected} classes"
+        raise ValueError(f"num_classes={num_classes} means {meaning}, but {where} has "
+                         f"{len(classes)}: {', '.join(map(str, sorted(classes, key=str)))}")

@@ -1,8 +1,14 @@
-"""``fit``, ``train-task`` and ``report``: the commands that train estimators."""
+"""``fit``, ``train-task`` and ``protocol``: the commands that train estimators; ``report``.
+
+``report RUN_DIR`` rebuilds a run folder's ``report.html``; given the
+protocol's options instead (its old meaning), it runs ``protocol`` and says
+so.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,10 +26,12 @@ from ._resume import (
 from ._run import open_run
 from ._settings import (
     ROUTED_PREFIXES,
+    check_num_classes,
     config_options,
     data_options,
     estimator_options,
     option_group,
+    pairs_to_dict,
     plain_params,
     quiet_option,
     resolve_settings,
@@ -33,14 +41,105 @@ from ._tracking import tracking_callbacks, tracking_options
 
 #: Run settings the task model shares with the adapter (and a fresh task model also ``nf``,
 #: as in the reference, where one ``nf`` sizes every network).
-SHARED_WITH_TASK = ("device", "random_state")
+SHARED_WITH_TASK = ("device", "random_state", "augmentation")
 TASK_PREFIX = "task__"
+
+
+#: The reference's two sites: ``siteA_name``, ``siteA_train``, ``siteA_val`` and siteB's.
+REFERENCE_SITES = ("siteA", "siteB")
+#: The defaults of ``siteA_name`` and ``siteB_name``.
+DEFAULT_SITE_NAMES = ("A", "B")
 
 
 def _extra_settings() -> dict[str, Any]:
     from istn_sk.evaluate import DEFAULT_THRESHOLDS
 
-    return {"files": [], "thresholds": list(DEFAULT_THRESHOLDS)}
+    return {"files": [], "thresholds": list(DEFAULT_THRESHOLDS), "num_classes": None}
+
+
+def _fit_extra_settings() -> dict[str, Any]:
+    """``fit``'s settings without an option: also the reference's two sites and ``cyc_loss``."""
+    sites = {f"{site}_{part}": None for site in REFERENCE_SITES
+             for part in ("name", "train", "val")}
+    return {**_extra_settings(), **sites, "cyc_loss": None}
+
+
+def _reference_fit_settings(settings: dict[str, Any]) -> None:
+    """The reference's ``siteA_*``/``siteB_*`` and ``cyc_loss``, turned into ``fit``'s settings.
+
+    ``siteA_train`` and ``siteB_train`` (and ``_val``) are the two sites'
+    manifests (read together, the site column holding ``siteA_name`` and
+    ``siteB_name``, the defaults of ``source_site`` and ``target_site``);
+    ``cyc_loss`` is the loss of the cycle terms, which only ``mode=cyclegan``
+    has (da_bidirectional_training.py): it selects that mode, and must be
+    ``idt_loss``, the loss istn-sk computes the cycle terms with.
+    """
+    from istn_sk import ISTNAdapter
+
+    for part, option in (("train", "train_set"), ("val", "test_set")):
+        given = [key for key in (f"{site}_{part}" for site in REFERENCE_SITES)
+                 if settings.get(key)]
+        if given and settings.get(option):
+            raise ValueError(f"{option} and {' and '.join(given)} both name the {part} images; "
+                             "give one or the other")
+        if len(given) == 1:
+            raise ValueError(f"{given[0]} needs its pair: siteA_{part} and siteB_{part} are the "
+                             "source and target sites' manifests")
+        for key in given:
+            settings[key] = str(Path(settings[key]).absolute())
+    if any(settings.get(f"{site}_train") for site in REFERENCE_SITES):
+        names = _site_names(settings)
+        if names[0] == names[1]:
+            raise ValueError(f"siteA_name and siteB_name are both {names[0]!r}")
+        for role, name in zip(("source_site", "target_site"), names, strict=True):
+            if settings.get(role) is None:
+                settings[role] = name
+    elif any(settings.get(f"{site}_name") for site in REFERENCE_SITES):
+        raise ValueError("siteA_name/siteB_name name the sites of siteA_train and siteB_train, "
+                         "which are not given (with train_set, use source_site/target_site)")
+    cyc_loss = settings.get("cyc_loss")
+    if cyc_loss is not None:
+        idt_loss = settings.get("idt_loss", ISTNAdapter().idt_loss)
+        if cyc_loss != idt_loss:
+            raise ValueError(f"cyc_loss={cyc_loss!r} but idt_loss={idt_loss!r}: istn-sk computes "
+                             "the cycle terms with idt_loss; set them equal")
+        if settings.get("mode", "cyclegan") != "cyclegan":
+            raise ValueError(f"cyc_loss is the loss of the cycle terms of mode cyclegan (the "
+                             f"reference's da_bidirectional_training.py), but mode is "
+                             f"{settings['mode']!r}")
+        settings["mode"] = "cyclegan"
+
+
+def _reference_val_interval(settings: dict[str, Any], default_epochs: int) -> None:
+    """A ``val_interval`` above the epochs validates every epoch, as in the reference."""
+    if settings["val_interval"] > settings.get("max_epochs", default_epochs):
+        settings["val_interval"] = 1
+
+
+def _site_names(settings: Mapping[str, Any]) -> list[str]:
+    """``siteA_name`` and ``siteB_name`` (default ``A`` and ``B``)."""
+    return [str(settings.get(f"{site}_name") or default)
+            for site, default in zip(REFERENCE_SITES, DEFAULT_SITE_NAMES, strict=True)]
+
+
+def _site_pair(settings: Mapping[str, Any], part: str, where: Any) -> ImageSet | None:
+    """``siteA_<part>`` and ``siteB_<part>`` as one image set (None when not given)."""
+    from istn_sk.io import read_manifest
+    from istn_sk.io._manifest import combine_manifests
+
+    paths = [settings.get(f"{site}_{part}") for site in REFERENCE_SITES]
+    if not all(paths):
+        return None
+    manifests = [read_manifest(path, image_key=settings["image_key"],
+                               mask_key=settings.get("mask_key")) for path in paths]
+    combined = combine_manifests(manifests, _site_names(settings),
+                                 site_key=settings["site_key"])
+    conditions = pairs_to_dict(where.items() if isinstance(where, Mapping) else where)
+    kept = combined.where(conditions)
+    if not len(kept):
+        raise ValueError(f"{combined.source}: no rows left after the filters {conditions}")
+    return ImageSet(kept.table, combined.source, manifest=kept,
+                    normalizer=settings["normalizer"])
 
 
 task_options = option_group(
@@ -121,10 +220,12 @@ def _is_regressor(task) -> bool:
 
 def _validation_set(settings: Mapping[str, Any], site: str | None) -> ImageSet | None:
     """The test set's rows used for validation: those of ``site`` when it has a site column."""
-    if not settings.get("test_set"):
+    test = _site_pair(settings, "val", settings["test_where"])
+    if test is None and not settings.get("test_set"):
         return None
-    test = load_image_set(settings["test_set"], settings["test_where"], settings,
-                          role="test_set")
+    if test is None:
+        test = load_image_set(settings["test_set"], settings["test_where"], settings,
+                              role="test_set")
     if site is not None and settings["site_key"] in test.table.columns:
         test = test.rows(site_mask(test, settings, site))
         if not len(test):
@@ -183,8 +284,8 @@ def _progress_callbacks(settings: Mapping[str, Any], run, command: str) -> list:
 
 def _two_sites(settings: Mapping[str, Any]) -> tuple[ImageSet, Any, list[str]]:
     """The training rows of the source and target sites, which rows are source, the sites."""
-    train = load_image_set(settings["train_set"], settings["train_where"], settings,
-                           role="train_set")
+    train = _site_pair(settings, "train", settings["train_where"]) or load_image_set(
+        settings["train_set"], settings["train_where"], settings, role="train_set")
     sites = chosen_sites(train, settings, ("source_site", "target_site"), swap=settings["b2a"])
     if sites[0] == sites[1]:
         raise ValueError(f"source and target site are both {sites[0]!r}")
@@ -247,10 +348,13 @@ def _fit(ctx: click.Context, *, resume: bool) -> None:
     from istn_sk import ISTNAdapter
     from istn_sk.io import SampleWriter
     from istn_sk.io._images import VOLUME_FORMATS, image_format
+    from istn_sk.report import write_run_report
 
     adapter_keys = _adapter_keys()
     settings = resolve_settings(ctx, estimator_keys=adapter_keys, prefixes=(TASK_PREFIX,),
-                                extra=_extra_settings())
+                                extra=_fit_extra_settings())
+    _reference_fit_settings(settings)
+    _reference_val_interval(settings, ISTNAdapter().max_epochs)
     run = open_run(ctx, settings, resume=resume)
     train, is_source, sites = _two_sites(settings)
     task, y = None, None
@@ -261,7 +365,14 @@ def _fit(ctx: click.Context, *, resume: bool) -> None:
                           {**params, **_task_params(settings, TASK_PREFIX)},
                           finetune=settings["finetune"])
         labels = train.labels(settings.get("label_key"), regression=_is_regressor(task))
+        check_num_classes(settings["num_classes"], regression=_is_regressor(task),
+                          classes=set(labels[is_source]), where=f"{train.name} (source site)")
         y = np.where(is_source, labels, np.nan if _is_regressor(task) else -1)
+    else:
+        unused = [key for key in ("label_key", "num_classes") if settings.get(key) is not None]
+        if unused:
+            click.echo(f"note: {', '.join(unused)}: no effect without a task model (give "
+                       "--model-type, the reference's --model_type, or --task-model)", err=True)
     X = train.images(num_workers=settings["num_workers"])
     callbacks = _callbacks(settings, _validation_set(settings, sites[1]), task,
                            monitor=None if task is None else "task_loss")
@@ -291,6 +402,10 @@ def _fit(ctx: click.Context, *, resume: bool) -> None:
     run.write_explanation(adapter.explain(X[is_source][:8]), X[~is_source][:8])
     if not settings.get("checkpoint_dir"):   # the run is complete: its checkpoint is spent
         (checkpoint_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
+    source = X[is_source] if y is None else (X[is_source], y[is_source])
+    write_run_report(run.path, command="fit", adapter=adapter, source=X[is_source],
+                     target=X[~is_source],
+                     data={f"source ({sites[0]})": source, f"target ({sites[1]})": X[~is_source]})
     click.echo(f"wrote {run.path}")
 
 
@@ -315,13 +430,17 @@ def train_task_command(ctx: click.Context, **_: Any) -> None:
     --adapter or on images written by `istn-sk transform`, T_S2T. Writes
     model.pt, history.csv/json, config.json and report/*.png to --out.
     """
-    from istn_sk import ISTNAdapter, load_model
+    from istn_sk import ISTNAdapter, TaskClassifier, load_model
 
     settings = resolve_settings(ctx, estimator_keys=_task_keys(), prefixes=ROUTED_PREFIXES,
-                                extra=_extra_settings())
+                                extra={**_extra_settings(), "dataset_name": None})
+    _reference_val_interval(settings, TaskClassifier().max_epochs)
     run = open_run(ctx, settings)
     train = load_image_set(settings["train_set"], settings["train_where"], settings,
                            role="train_set")
+    if settings["dataset_name"] is not None and not settings["quiet"]:
+        click.echo(f"train-task: dataset {settings['dataset_name']} ({settings['train_set']})",
+                   err=True)
     site = None
     if settings.get("source_site") is not None or train.manifest is None:
         (site,) = chosen_sites(train, settings, ("source_site",))
@@ -330,6 +449,8 @@ def train_task_command(ctx: click.Context, **_: Any) -> None:
                       {**_task_params(settings, ""), "verbose": _verbose(settings, default=0)},
                       finetune=settings["finetune"])
     train, y = _labelled(train, settings, regression=_is_regressor(task))
+    check_num_classes(settings["num_classes"], regression=_is_regressor(task), classes=set(y),
+                      where=train.name)
     X = train.images(num_workers=settings["num_workers"])
     if settings.get("adapter"):
         adapter = load_model(settings["adapter"])
@@ -343,10 +464,15 @@ def train_task_command(ctx: click.Context, **_: Any) -> None:
     task.fit(X, y)
     run.save_model(task, "model.pt")
     run.write_history(task.history_)
+    from istn_sk.report import write_run_report
+
+    images = "S2T" if settings.get("adapter") else "images"
+    write_run_report(run.path, command="train-task",
+                     data={f"train {images} ({site or 'all rows'})": (X, y)})
     click.echo(f"wrote {run.path}")
 
 
-@click.command("report")
+@click.command("protocol")
 @config_options
 @data_options("train", "test")
 @sites_options
@@ -358,17 +484,19 @@ def train_task_command(ctx: click.Context, **_: Any) -> None:
 @quiet_option
 @run_options
 @click.pass_context
-def report_command(ctx: click.Context, **_: Any) -> None:
+def protocol_command(ctx: click.Context, **_: Any) -> None:
     """Run the paper's whole protocol and write its table.
 
     Trains T_S on the source site, fits the ISTN, trains T_S2T on S2T, and
     the oracle T_T on the labelled target site; scores each on the
     unmodified target test images (istn_sk.evaluate.domain_shift_report).
     Target labels are read only to score and to train the oracle. Task
-    parameters are task__<name> settings. Writes report.csv/.md.
+    parameters are task__<name> settings. Writes report.csv/.md and
+    report.html.
     """
     from istn_sk import ISTNAdapter
     from istn_sk.evaluate import domain_shift_report, to_markdown, write_report
+    from istn_sk.report import write_run_report
 
     adapter_keys = _adapter_keys()
     settings = resolve_settings(ctx, estimator_keys=adapter_keys, prefixes=(TASK_PREFIX,),
@@ -402,5 +530,50 @@ def report_command(ctx: click.Context, **_: Any) -> None:
                                 fine_tune=settings["finetune"],
                                 thresholds=settings["thresholds"])
     write_report(table, run.file("report"))
+    data = {f"{role} ({site}) train": part for role, site, part in
+            zip(("source", "target"), sites, (source, target), strict=True)}
+    if source_test is not None:
+        data.update({f"{role} ({site}) test": part for role, site, part in
+                     zip(("source", "target"), sites, (source_test, target_test), strict=True)})
+    write_run_report(run.path, command="protocol", data=data)
     click.echo(to_markdown(table))
     click.echo(f"wrote {run.path}")
+
+
+class _ReportCommand(click.Command):
+    """``report RUN_DIR``; any other option than ``--help`` is the old ``report`` (``protocol``)."""
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        if any(arg.startswith("-") and arg not in ("-h", "--help") for arg in args):
+            click.echo("note: `istn-sk report` with the protocol's options is deprecated; use "
+                       "`istn-sk protocol` (`istn-sk report RUN_DIR` rebuilds report.html)",
+                       err=True)
+            return protocol_command.make_context("protocol", args, parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+@click.command("report", cls=_ReportCommand)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def report_command(run_dir: str) -> None:
+    """Rebuild RUN_DIR/report.html from what a run folder holds.
+
+    RUN_DIR is a folder written by fit, train-task, evaluate or protocol.
+    The page is one self-contained HTML file: the settings, the data
+    summary, the learning curves, the explanation figures, the protocol
+    table, the harmonisation measures and the software versions.
+    (Given the protocol's options, as before, this runs `istn-sk protocol`.)
+    """
+    from pathlib import Path
+
+    from istn_sk.report import is_run_folder, write_run_report
+
+    from ._run import RunFolder
+
+    if not is_run_folder(run_dir):
+        what = "does not exist" if not Path(run_dir).exists() else "holds no config.json"
+        raise click.ClickException(f"{run_dir} is not an istn-sk run folder ({what})")
+    folder = RunFolder(run_dir, force=True)   # refused while a run writes into it
+    try:
+        click.echo(f"wrote {write_run_report(run_dir)}")
+    finally:
+        folder.close()

@@ -15,7 +15,7 @@ from ._apply import evaluate_command, predict_command, transform_command
 from ._datasets import datasets_group
 from ._export import export_command
 from ._run import RUN_META_KEY
-from ._train import fit_command, report_command, train_task_command
+from ._train import fit_command, protocol_command, report_command, train_task_command
 
 
 class _Group(click.Group):
@@ -50,10 +50,12 @@ def main(debug: bool) -> None:
     """Image-level domain adaptation with image-and-spatial transformer networks.
 
     The reference workflow: train-task (T_S) -> evaluate -> fit (ISTN, and
-    T_S2T) -> evaluate; transform writes S2T images; report runs the whole
+    T_S2T) -> evaluate; transform writes S2T images; protocol runs the whole
     protocol; export writes a network for deployment (ONNX, safetensors,
-    TorchScript). Every command reads --config (JSON/YAML, the reference
-    code's keys too); see docs/cli.md.
+    TorchScript). fit, train-task, evaluate and protocol write a
+    self-contained report.html into their folder (report RUN_DIR rebuilds
+    it). Every command reads --config (JSON/YAML, the reference code's keys
+    too); see docs/cli.md.
     """
 
 
@@ -71,7 +73,8 @@ def plugins_command() -> None:
 
 
 for _command in (fit_command, transform_command, train_task_command, predict_command,
-                 evaluate_command, report_command, export_command, datasets_group):
+                 evaluate_command, protocol_command, report_command, export_command,
+                 datasets_group):
     main.add_command(_command)
 
 

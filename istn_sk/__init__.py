@@ -10,6 +10,8 @@ istn_sk.evaluate, istn_sk.model_selection, istn_sk.scoring, istn_sk.figures
     The protocol table, cross-site splitting, label-free scorers, pictures.
 make_shifted_shapes
     A synthetic two-site image set with a known shift.
+ZScoreNormaliser, WhiteStripeNormaliser, NyulNormaliser, ComBatHarmoniser
+    Classical harmonisation baselines (``istn_sk.normalisation``).
 save_model, load_model
     Model files holding tensors and plain data only (loaded with weights_only=True).
 export
@@ -42,6 +44,10 @@ _PUBLIC = {
     "load_model": "._persistence",
     "save_model": "._persistence",
     "make_shifted_shapes": "._synthetic",
+    "ComBatHarmoniser": ".normalisation",
+    "NyulNormaliser": ".normalisation",
+    "WhiteStripeNormaliser": ".normalisation",
+    "ZScoreNormaliser": ".normalisation",
 }
 
 __all__ = [*sorted(_PUBLIC), "__version__"]

@@ -60,10 +60,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         Extra keyword options for the STN factory (e.g. ``max_translation``
         for ``"affine"``).
     nf : int, default=8
-        Base number of filters of the ITN, STN and discriminator (the
-        discriminator uses ``2 * nf``, as in the paper). 8 is what the shift
-        suite was measured with; 16 collapsed in one seed of four in an
-        earlier probe (docs/results.md).
+        Base number of filters of the ITN, STN and discriminator (which uses
+        ``2 * nf``, as in the paper); the shift suite's setting (docs/results.md).
     consistency_weight : float, default=10.0
         λ: the identity term is weighted ½λ and the cycle terms λ. Image
         terms compare images rescaled to [0, 1]. Larger values keep the
@@ -112,11 +110,14 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         Transform (and, with ``task``, predict) with exponential moving
         averages of the ISTN and task-model weights, updated after every step
         with this decay in (0, 1) (0.99 averages about the last 100 steps);
-        None uses the last weights. Measured on the shift suite
-        (docs/results.md): the model trained alongside can swing by 0.2-0.3
-        accuracy from one epoch to the next, and the averages remove the
-        worst case (A -> D, one seed of three: 0.564 with the last weights,
-        0.820 with the averages) at a cost within the seed noise elsewhere.
+        None uses the last weights. The model trained alongside can swing by
+        0.2-0.3 accuracy between epochs; the averages remove the worst case
+        (docs/results.md: A -> D, one seed of three, 0.564 -> 0.820).
+    augmentation : str, optional
+        Registered augmentation policy for every training batch of both
+        domains (never in ``transform``): ``"reference"``, the reference
+        code's p=0.5 shift by up to ±3 voxels and p=0.5 flip of the last
+        axis, ``"shift"``, or one from a plugin. Measured in docs/results.md.
     checkpoint_dir : path-like, optional
         Write a checkpoint (weights, optimizer states, history, RNG state)
         there after every epoch. A later ``fit`` with the same parameters
@@ -161,7 +162,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                  mode="unidirectional", gan_loss="bce", dis_loss="bce", idt_loss="l1", lr=1e-3,
                  dis_lr=None, batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None,
                  device="cpu", random_state=None, task=None, task_weight=1.0, ema_decay=0.99,
-                 checkpoint_dir=None, callbacks=None, verbose=0):
+                 augmentation=None, checkpoint_dir=None, callbacks=None, verbose=0):
         self.itn = itn
         self.itn_output = itn_output
         self.stn = stn
@@ -185,6 +186,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         self.task = task
         self.task_weight = task_weight
         self.ema_decay = ema_decay
+        self.augmentation = augmentation
         self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
         self.verbose = verbose

@@ -6,6 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ._augment import get_augmentation
 from .nn._itn import ITN_OUTPUTS
 
 MODES = ("unidirectional", "cyclegan")
@@ -41,6 +42,11 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
                                           or not 0 < adapter.ema_decay < 1):
         raise ValueError(f"ema_decay must be None or a number in (0, 1), got "
                          f"{adapter.ema_decay!r}")
+    if adapter.augmentation is not None:
+        if not isinstance(adapter.augmentation, str):
+            raise ValueError(f"augmentation must be None or the name of a registered policy, "
+                             f"got {adapter.augmentation!r}")
+        get_augmentation(adapter.augmentation)   # an unknown name lists the registered ones
     for name in ("lr", "dis_lr", "consistency_weight", "task_weight"):
         value = getattr(adapter, name)
         if name == "dis_lr" and value is None:

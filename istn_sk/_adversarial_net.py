@@ -8,6 +8,7 @@ from skorch.callbacks import PassthroughScoring
 from torch import nn
 from torch.utils.data import Dataset
 
+from ._augment import get_augmentation
 from ._weight_averaging import WeightAverages
 
 LOSS_TERMS = ("gan_loss", "idt_loss", "cyc_loss", "joint_loss", "dis_loss", "task_loss")
@@ -115,6 +116,9 @@ class AdversarialISTNNet(NeuralNet):
         with this per-step decay in ``averages_``
         (:class:`~istn_sk._weight_averaging.WeightAverages`);
         :meth:`use_averages` loads them into the networks after training.
+    augmentation : str, optional
+        Registered augmentation policy applied to the source and the target
+        images of every training batch (``augment_``).
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
@@ -122,7 +126,8 @@ class AdversarialISTNNet(NeuralNet):
     def __init__(self, module, discriminator, *, criterion, consistency_weight: float,
                  dis_lr: float | None = None, betas: tuple[float, float] = (0.5, 0.999),
                  memory_format: torch.memory_format = torch.contiguous_format, task_net=None,
-                 task_weight: float = 0.0, ema_decay: float | None = None, **kwargs) -> None:
+                 task_weight: float = 0.0, ema_decay: float | None = None,
+                 augmentation: str | None = None, **kwargs) -> None:
         self.discriminator = discriminator
         self.consistency_weight = consistency_weight
         self.dis_lr = dis_lr
@@ -131,6 +136,7 @@ class AdversarialISTNNet(NeuralNet):
         self.task_net = task_net
         self.task_weight = task_weight
         self.ema_decay = ema_decay
+        self.augmentation = augmentation
         super().__init__(module, criterion, optimizer=torch.optim.Adam, **kwargs)
 
     @property
@@ -147,6 +153,7 @@ class AdversarialISTNNet(NeuralNet):
         ).to(memory_format=self.memory_format)
         self.averages_ = (None if self.ema_decay is None
                           else WeightAverages(self._averaged(), self.ema_decay))
+        self.augment_ = get_augmentation(self.augmentation)
         return self
 
     def _averaged(self) -> dict[str, nn.Module]:
@@ -243,6 +250,8 @@ class AdversarialISTNNet(NeuralNet):
         self._set_training(True)
         source, target = (part.to(self.device).contiguous(memory_format=self.memory_format)
                           for part in batch[:2])
+        if self.augment_ is not None:
+            source, target = self.augment_(source), self.augment_(target)
 
         self.discriminator_.requires_grad_(False)
         terms, fakes = self.istn_losses(source, target, batch[2] if len(batch) > 2 else None)

@@ -51,6 +51,7 @@ def build_training_net(adapter, layout, task=None, callbacks=()) -> AdversarialI
         iterator_train__shuffle=True, device=adapter.device,
         callbacks=list(callbacks), verbose=int(adapter.verbose),
         task_net=task, task_weight=float(adapter.task_weight), ema_decay=adapter.ema_decay,
+        augmentation=adapter.augmentation,
     )
 
 def build_istn(adapter, layout) -> ISTN:

@@ -18,7 +18,8 @@ import torch
 
 TASK_FIELDS = ("n_channels_", "image_shape_", "n_outputs_", "n_features_in_")
 TASK_PARAMS = ("module", "nf", "lr", "max_epochs", "batch_size", "optimizer", "criterion",
-               "image_shape", "spatial_dims", "random_state", "device", "verbose")
+               "image_shape", "spatial_dims", "random_state", "device", "verbose",
+               "augmentation")
 UNSAVED_PARAMS = ("callbacks", "init_params")
 
 

@@ -1,4 +1,4 @@
-"""The plugin registry: named STN types, losses and datasets contributed by plugins.
+"""The plugin registry: named STN types, losses, datasets and augmentations from plugins.
 
 The plugin manager is built in pytest's order: hook specifications first,
 then the ``istn_sk`` entry points of installed distributions (unless the
@@ -27,12 +27,14 @@ BUILTIN_PLUGINS = (
     "istn_sk.plugins.spatial_transformers",
     "istn_sk.plugins.losses",
     "istn_sk.plugins.datasets",
+    "istn_sk.plugins.augmentations",
 )
 
 KIND_HOOKS = {
     "spatial_transformer": "istn_sk_register_spatial_transformers",
     "loss": "istn_sk_register_losses",
     "dataset": "istn_sk_register_datasets",
+    "augmentation": "istn_sk_register_augmentations",
 }
 
 
@@ -158,7 +160,7 @@ class Registry:
         Parameters
         ----------
         kind : str
-            ``"spatial_transformer"``, ``"loss"`` or ``"dataset"``.
+            ``"spatial_transformer"``, ``"loss"``, ``"dataset"`` or ``"augmentation"``.
         name : str
             The registered name.
         parameter : str, optional

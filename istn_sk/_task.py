@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
+from ._augment import get_augmentation
 from ._validation import check_finite, image_layout
 from .nn import FullyConvolutionalNet
 
@@ -80,8 +81,9 @@ class _TaskMixin:
     def __init__(self, module, *, criterion, nf=16, lr=1e-3, max_epochs=10, batch_size=32,
                  optimizer=torch.optim.Adam, train_split=None, image_shape=None,
                  spatial_dims=None, init_params=None, random_state=None, device="cpu",
-                 verbose=0, **kwargs):
+                 verbose=0, augmentation=None, **kwargs):
         self.nf = nf
+        self.augmentation = augmentation
         self.image_shape = image_shape
         self.spatial_dims = spatial_dims
         self.init_params = init_params
@@ -104,7 +106,15 @@ class _TaskMixin:
                                    n_outputs=self.n_outputs_, **params)
         if self.init_params is not None:
             self.module_.load_state_dict(_load_state(self.init_params))
+        self.augment_ = get_augmentation(self.augmentation)
         return self
+
+    def train_step_single(self, batch, **fit_params):
+        """skorch's training step, on the batch's images augmented by ``augmentation``."""
+        if self.augment_ is not None:
+            images, targets = batch
+            batch = (self.augment_(images), targets)
+        return super().train_step_single(batch, **fit_params)
 
     def _images(self, X, *, reset: bool) -> np.ndarray:
         check_finite(X)
@@ -217,6 +227,10 @@ class TaskClassifier(_TaskMixin, NeuralNetClassifier):
         Seeds weights, shuffling and dropout; fixed => identical fits on CPU.
     device : str, default="cpu"
     verbose : int, default=0
+    augmentation : str, optional
+        Registered augmentation policy for every training batch (never in
+        ``predict``), e.g. ``"reference"``: the reference code's p=0.5 shift
+        by up to ±3 voxels and p=0.5 flip of the last axis.
     **kwargs
         Other skorch parameters (``callbacks``, ``module__*``, ``optimizer__*``, ...).
 

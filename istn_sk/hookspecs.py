@@ -1,6 +1,6 @@
 """Hook specifications of istn-sk.
 
-Every spatial transformer, loss and dataset that istn-sk knows is contributed
+Every spatial transformer, loss, dataset and augmentation policy that istn-sk knows is contributed
 by a plugin through one of the hooks below; the built-in ones live in
 ``istn_sk.plugins`` and use exactly these hooks. A third-party distribution
 becomes a plugin by declaring an entry point in the group ``istn_sk`` that
@@ -86,4 +86,19 @@ def istn_sk_add_cli_commands(cli) -> None:
     ----------
     cli : click.Group
         The ``istn-sk`` group; call ``cli.add_command(command)``.
+    """
+
+
+@hookspec
+def istn_sk_register_augmentations(register) -> None:
+    """Add augmentation policies usable as ``augmentation`` of the adapter and task models.
+
+    Parameters
+    ----------
+    register : istn_sk.Register
+        Call ``register.add(name, factory, description=...)`` once per
+        policy. ``factory()`` returns a callable ``augment(images) -> images``
+        on a training batch ``(n, C, *spatial)`` (a new tensor of the same
+        shape and dtype), drawing its random numbers from torch's global
+        stream, which ``fit`` seeds.
     """

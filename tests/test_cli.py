@@ -57,7 +57,8 @@ def test_help_is_fast_and_imports_no_torch():
     # run outside the checkout, so the installed package is imported, not the source folder
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tempfile.gettempdir())
     for command in ([], ["fit"], ["transform"], ["train-task"], ["predict"], ["evaluate"],
-                    ["report"], ["datasets"], ["datasets", "make"], ["datasets", "list"],
+                    ["protocol"], ["report"], ["datasets"], ["datasets", "make"],
+                    ["datasets", "list"],
                     ["plugins"]):
         assert "Usage: " in run(*command, "--help").output
 
@@ -216,7 +217,7 @@ def test_reference_json_config_runs(shapes, tmp_path):
     notes.write_text("copied into the run\n")
     config = {
         "train_set": str(shapes), "test_set": str(shapes), "label_key": "label",
-        "augmentation": 0, "normalizer": "None", "input_shape": [12, 12], "num_classes": 1,
+        "augmentation": 0, "normalizer": "None", "input_shape": [12, 12], "num_classes": 3,
         "nf": 2, "stn": "affine", "max_displacement": 0.1, "cp_spacing": [4, 4],
         "early_stopping_epochs": 5, "learning_rate": 0.001, "dis_lr": 0.0005, "cyc_weight": 10,
         "batch_size": 8,
@@ -228,7 +229,8 @@ def test_reference_json_config_runs(shapes, tmp_path):
     result = run("fit", "--config", path, "--model-type", "classifier", "--train-where",
                  "split=train", "--test-where", "split=test", "--source-site", "A",
                  "--target-site", "B", "--max-epochs", "1", "-q", "-o", tmp_path / "run")
-    assert "augmentation, num_classes: no effect" in result.output
+    # augmentation=0 is what istn-sk does, num_classes is checked against the 3 labels
+    assert "no effect" not in result.output
     used = json.loads((tmp_path / "run" / "config.json").read_text())
     assert used["lr"] == 0.001 and used["consistency_weight"] == 10
     assert used["image_shape"] == [12, 12] and used["normalizer"] == "none"
@@ -252,14 +254,22 @@ def test_yaml_config_and_set_pairs(shapes, tmp_path):
     assert (task.nf, task.max_epochs) == (2, 1)
 
 
-def test_report_runs_the_whole_protocol(shapes, tmp_path):
-    result = run("report", "--train-set", shapes, "--train-where", "split=train", "--test-set",
+def test_protocol_runs_the_whole_protocol(shapes, tmp_path):
+    result = run("protocol", "--train-set", shapes, "--train-where", "split=train", "--test-set",
                  shapes, "--test-where", "split=test", "--label-key", "label", "--source-site",
                  "A", "--target-site", "B", "--model-type", "classifier", "--max-epochs", "1",
                  "--set", "task__max_epochs=1", "-q", *TINY, "-o", tmp_path / "report")
     table = pd.read_csv(tmp_path / "report" / "report.csv")
     assert table["model"].tolist() == ["T_S", "T_S", "T_S2T", "T_T (oracle)", "Δ", "recovered"]
     assert re.search(r"^\| T_S2T +\| T +\|", result.output, re.M)
+    assert "Protocol table" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_report_with_the_protocol_options_runs_protocol_and_says_so(tmp_path):
+    result = run("report", "--model-type", "classifier", "-o", tmp_path / "old", ok=False)
+    assert "deprecated; use `istn-sk protocol`" in result.output
+    assert "train_set" in result.output or "--train-set" in result.output   # protocol's error
+    assert "RUN_DIR" in run("report", "--help").output
 
 
 def test_datasets_list_make_and_plugins(tmp_path):

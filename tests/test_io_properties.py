@@ -114,12 +114,15 @@ def _cli_settings() -> set[str]:
 
 def test_every_reference_key_and_alias_maps_to_a_real_setting():
     estimator = set(ISTNAdapter().get_params()) | set(TaskClassifier().get_params())
-    known = estimator | _cli_settings() | {"files", "thresholds"}
+    from istn_sk.cli._train import _fit_extra_settings
+
+    # settings without an option: fit's reference sites and cyc_loss, train-task's dataset_name
+    known = estimator | _cli_settings() | set(_fit_extra_settings()) | {"dataset_name"}
     assert set(REFERENCE_ALIASES) <= REFERENCE_KEYS
     for alias, name in REFERENCE_ALIASES.items():
         assert name in known, f"{alias} -> {name} is no parameter or option"
         assert alias not in estimator, alias
-    no_effect = {"augmentation", "num_classes"}   # documented as accepted, no effect
+    no_effect = {"num_classes"}   # documented as accepted, checked against the labels
     for key in REFERENCE_KEYS - set(REFERENCE_ALIASES) - no_effect:
         assert key in known, f"reference key {key} is no parameter or option"
 
@@ -171,8 +174,13 @@ def test_reference_keys_are_renamed_and_routed_keys_pass(config, routed):
                       routed: 0.5}
 
 
-@pytest.mark.parametrize("value", [1, True, "yes-please"])
-def test_reference_augmentation_that_would_do_nothing_is_refused(value):
-    with pytest.raises(ValueError, match=r"augmentation=.* is not implemented"):
+@pytest.mark.parametrize(("value", "policy"), [(1, "reference"), (True, "reference"),
+                                               (0, None), (False, None), ("shift", "shift")])
+def test_reference_augmentation_flag_names_a_policy(value, policy):
+    assert canonical_config({"augmentation": value}, set(), origin="c") == {"augmentation": policy}
+
+
+@pytest.mark.parametrize("value", [2, 0.5, [1]])
+def test_augmentation_that_is_no_flag_nor_policy_name_is_refused(value):
+    with pytest.raises(ValueError, match=r"config.json: augmentation must be 0/1"):
         canonical_config({"augmentation": value}, set(), origin="config.json")
-    assert canonical_config({"augmentation": 0}, set(), origin="c") == {"augmentation": False}

@@ -13,6 +13,7 @@ def test_builtins_are_registered_by_istn_sk():
     registry = Registry(make_plugin_manager(autoload=False))
     assert registry.names("spatial_transformer") == ["affine", "bspline", "none"]
     assert registry.names("loss") == ["bce", "bce_logits", "l1", "mse"]
+    assert registry.names("augmentation") == ["reference", "shift", "translation_cutout"]
     entry = registry.get("spatial_transformer", "bspline")
     assert (entry.provider, entry.version) == ("istn-sk", istn_sk.__version__)
 

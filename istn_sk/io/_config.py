@@ -22,14 +22,37 @@ REFERENCE_ALIASES = {
 
 #: Every key of the reference code's config files (``config_*.json``).
 REFERENCE_KEYS = frozenset({
-    "augmentation", "batch_size", "cp_spacing", "cyc_weight", "dis_loss",
-    "early_stopping_epochs", "epochs", "files", "finetune", "gan_loss", "idt_loss",
-    "input_shape", "itn_path", "label_key", "learning_rate", "max_displacement", "nf",
-    "normalizer", "num_classes", "stn", "stn_path", "task_model", "test_set", "thresholds",
+    "augmentation", "batch_size", "cp_spacing", "cyc_loss", "cyc_weight", "dataset_name",
+    "dis_loss", "early_stopping_epochs", "epochs", "files", "finetune", "gan_loss",
+    "idt_loss", "input_shape", "itn_path", "label_key", "learning_rate", "max_displacement",
+    "nf", "normalizer", "num_classes", "siteA_name", "siteA_train", "siteA_val", "siteB_name",
+    "siteB_train", "siteB_val", "stn", "stn_path", "task_model", "test_set", "thresholds",
     "train_set", "val_interval",
 })
 
+#: The file of a ``fit`` run that ``itn_path``/``stn_path`` (and ``adapter``) name
+#: when they name the run's folder.
+ADAPTER_FILE = "adapter.pt"
+#: Path keys whose 0, false or empty value means "none" (the reference's ``"task_model": 0``).
+_OPTIONAL_PATHS = ("task_model", "itn_path", "stn_path")
 _NONE_STRINGS = ("none", "None", "null")
+
+
+def _unset(value: Any) -> bool:
+    return value is None or value is False or value == "" or (
+        isinstance(value, (int, float)) and value == 0)
+
+
+def _adapter_path(value: Any) -> Any:
+    """A run folder names its ``adapter.pt``."""
+    if isinstance(value, str) and Path(value).is_dir():
+        return str(Path(value) / ADAPTER_FILE)
+    return value
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    return (isinstance(a, str) and isinstance(b, str)
+            and os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b)))
 
 
 class _AmbiguousBooleanError(ValueError):
@@ -126,6 +149,18 @@ def _reference_value(key: str, value: Any) -> Any:
     return value
 
 
+def _augmentation_policy(value: Any, origin: str) -> str | None:
+    """The reference's 0/1 (or false/true) as no policy / ``"reference"``; names pass through."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return "reference"
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"{origin}: augmentation must be 0/1, true/false or the name of a "
+                     f"registered augmentation policy, got {value!r}")
+
+
 def canonical_config(config: Mapping[str, Any], known: Collection[str], *,
                      origin: str, prefixes: Iterable[str] = ()) -> dict[str, Any]:
     """Rename reference keys to istn-sk's names and reject unknown keys.
@@ -148,16 +183,21 @@ def canonical_config(config: Mapping[str, Any], known: Collection[str], *,
     dict
         Keys renamed by :data:`REFERENCE_ALIASES`; ``None``/``"None"`` for
         ``stn`` and ``normalizer`` become ``"none"``; 0/1 for ``finetune``
-        and ``augmentation`` become booleans.
+        become booleans; ``augmentation`` 1/true becomes the policy
+        ``"reference"`` (the reference code's shift and flip) and 0/false
+        None; ``task_model``, ``itn_path``
+        and ``stn_path`` set to 0, false or ``""`` (the reference's "none")
+        are left out; ``itn_path``/``stn_path``/``adapter`` naming a folder
+        (a ``fit`` run) name its ``adapter.pt``.
 
     Raises
     ------
     ValueError
         An unknown key (the message suggests the closest known one), two
-        keys naming the same setting with different values, or
-        ``augmentation`` set to anything but false/0 (the reference code's
-        augmentation is not implemented, and a key that would do nothing is
-        never accepted).
+        keys naming the same setting with different values (for
+        ``itn_path`` and ``stn_path``: different files, as istn-sk keeps
+        the ITN and the STN in one adapter file), or an ``augmentation``
+        that is neither 0/1, a boolean nor a policy name.
     """
     prefixes = tuple(prefixes)
     accepted = set(known) | REFERENCE_KEYS
@@ -168,12 +208,22 @@ def canonical_config(config: Mapping[str, Any], known: Collection[str], *,
             message = f"{origin}: unknown key {key!r}"
             close = difflib.get_close_matches(key, sorted(accepted), n=1)
             raise ValueError(message + (f" (did you mean {close[0]!r}?)" if close else ""))
+        if key in _OPTIONAL_PATHS and _unset(value):
+            continue
         name = REFERENCE_ALIASES.get(key, key)
         value = _reference_value(name, value)
-        if name == "augmentation" and value is not False:
-            raise ValueError(f"{origin}: augmentation={value!r} is not implemented: istn-sk "
-                             "does not augment training images (the reference code's random "
-                             "±3-voxel shifts and flips); remove the key or set it to false")
+        if name == "augmentation":
+            value = _augmentation_policy(value, origin)
+        if name == "adapter":
+            value = _adapter_path(value)
+            if name in result and not _same_file(result[name], value) and result[name] != value:
+                raise ValueError(
+                    f"{origin}: {given_as[name]!r} and {key!r} both set {name!r}, to different "
+                    f"files ({result[name]}, {value}): istn-sk keeps the ITN and the STN in one "
+                    f"file, the {ADAPTER_FILE} of an `istn-sk fit` run; name it, or the run's "
+                    "folder, with either key or both")
+            if name in result:
+                continue
         if name in result and result[name] != value:
             raise ValueError(f"{origin}: {given_as[name]!r} and {key!r} both set {name!r}, "
                              f"to different values")

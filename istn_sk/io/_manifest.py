@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 MANIFEST_NAME = "manifest.tsv"
 SEPARATORS = {".tsv": "\t", ".csv": ","}
+#: The columns of the reference code's manifests, by position (they have no header line).
+REFERENCE_COLUMNS = ("id", "image", "mask", "age", "sex", "scanner")
+#: The reference code's dataset divides ages by this before they reach its task models.
+REFERENCE_AGE_SCALE = 100.0
 
 
 def missing_column(key: str, columns: Sequence[str], where: str) -> ValueError:
@@ -157,7 +161,14 @@ def read_manifest(path: str | os.PathLike, *, image_key: str = "image",
     Parameters
     ----------
     path : path-like
-        A ``.tsv`` or ``.csv`` file; or a folder holding ``manifest.tsv``
+        A ``.tsv`` or ``.csv`` file (tab- or comma-separated, whatever the
+        suffix) with a header line of column names; or one of the reference
+        code's manifests, recognised by its first line being data (an id,
+        then an image path): no header, columns by position ``id``,
+        ``image``, ``mask``, ``age`` (divided by 100, as the reference's
+        dataset does; ``age_years`` as written), ``sex``, ``scanner``, paths
+        relative to the manifest's folder or, failing that, the current
+        folder; or a folder holding ``manifest.tsv``
         (as written by ``istn_sk.datasets.make``); or any other folder, read
         recursively for ``.nii``, ``.nii.gz`` and ``.png`` files (columns
         ``id``, ``image`` and ``site``, the first sub-folder's name, empty for
@@ -192,9 +203,96 @@ def read_manifest(path: str | os.PathLike, *, image_key: str = "image",
     separator = SEPARATORS.get(path.suffix.lower())
     if separator is None:
         raise ValueError(f"{path}: a manifest is a .tsv or .csv file")
-    table = pd.read_csv(path, sep=separator)
-    manifest = Manifest(table, path.parent, image_key, mask_key, source=str(path))
+    first = _first_line(path)
+    separator = _separator_of(first, separator)
+    if _is_reference_row(first.split(separator)):
+        manifest = _reference_manifest(path, separator, image_key, mask_key)
+    else:
+        table = pd.read_csv(path, sep=separator)
+        manifest = Manifest(table, path.parent, image_key, mask_key, source=str(path))
     return manifest.check_files() if check_files else manifest
+
+
+def _first_line(path: Path) -> str:
+    with open(path, encoding="utf-8-sig", newline="") as file:
+        return file.readline().rstrip("\r\n")
+
+
+def _separator_of(first_line: str, by_suffix: str) -> str:
+    """The suffix's separator, or the other one when only it is on the first line.
+
+    The reference code's ``.tsv`` manifests are comma-separated.
+    """
+    other = "," if by_suffix == "\t" else "\t"
+    return other if by_suffix not in first_line and other in first_line else by_suffix
+
+
+def _is_reference_row(fields: Sequence[str]) -> bool:
+    """A first line that is data, not a header: an id, then an image path (the reference's)."""
+    return len(fields) >= 3 and fields[1].strip().lower().endswith(IMAGE_SUFFIXES)
+
+
+def _reference_manifest(path: Path, separator: str, image_key: str,
+                        mask_key: str | None) -> Manifest:
+    """A manifest of the reference code: no header; id, image, mask, age, sex, scanner.
+
+    Columns are named by position (further columns ``column_7``, ...).
+    ``age`` is divided by 100, as the reference's dataset does before its
+    task models see it (so its thresholds and errors keep their units);
+    ``age_years`` holds the ages as written. Relative paths are relative to
+    the manifest's folder, or, when the files are not all there but all are
+    relative to the current folder (where the reference's scripts run),
+    to the current folder.
+    """
+    import pandas as pd
+
+    table = pd.read_csv(path, sep=separator, header=None, skipinitialspace=True)
+    count = table.shape[1]
+    table.columns = [*REFERENCE_COLUMNS[:count],
+                     *(f"column_{i + 1}" for i in range(len(REFERENCE_COLUMNS), count))]
+    if "age" in table.columns:
+        if not pd.api.types.is_numeric_dtype(table["age"]):
+            raise ValueError(f"{path}: the 4th column (age, in the reference code's layout: "
+                             "id, image, mask, age, sex, scanner) holds values that are not "
+                             "numbers")
+        table["age_years"] = table["age"]
+        table["age"] = table["age"] / REFERENCE_AGE_SCALE
+    root = path.parent
+    files = [str(value) for key in ("image", "mask") if key in table.columns
+             for value in table[key]]
+    if not all((root / file).is_file() for file in files) and all(
+            Path(file).is_file() for file in files):
+        root = Path.cwd()
+    return Manifest(table, root, image_key, mask_key, source=str(path))
+
+
+def combine_manifests(manifests: Sequence[Manifest], sites: Sequence[str], *,
+                      site_key: str = "site") -> Manifest:
+    """One manifest of several, with ``site_key`` set to each one's site.
+
+    The reference code's ``siteA_train`` and ``siteB_train`` (or ``_val``)
+    become one table. Image and mask paths are made absolute.
+
+    Raises
+    ------
+    ValueError
+        The manifests have different image or mask columns.
+    """
+    import pandas as pd
+
+    if len({(m.image_key, m.mask_key) for m in manifests}) != 1:
+        raise ValueError("the manifests to combine have different image or mask columns")
+    tables = []
+    for manifest, site in zip(manifests, sites, strict=True):
+        table = manifest.table.copy()
+        table[manifest.image_key] = [str(path.absolute()) for path in manifest.paths]
+        if manifest.mask_key is not None:
+            table[manifest.mask_key] = [str(path.absolute()) for path in manifest.mask_paths]
+        table[site_key] = str(site)
+        tables.append(table)
+    first = manifests[0]
+    return Manifest(pd.concat(tables, ignore_index=True), Path.cwd(), first.image_key,
+                    first.mask_key, source=" + ".join(m.source for m in manifests))
 
 
 def _folder_manifest(folder: Path, image_key: str, mask_key: str | None) -> Manifest:

@@ -1,0 +1,180 @@
+"""Classical harmonisation baselines on the simulated brain sites, in the harness's splits.
+
+For each direction (camcan -> ukbb, ukbb -> camcan) and each baseline of
+:mod:`istn_sk.normalisation`:
+
+``none``
+    The images as simulated (already z-scored per image inside the mask
+    before their ``tanh``).
+``z-score``, ``WhiteStripe``, ``WhiteStripe (tau 0.1)``
+    Every image normalised on its own (so each site independently).
+``Nyul``
+    Standard scale fitted on the target site's training images; every image
+    (both sites) mapped onto it.
+``ComBat``
+    Voxel-wise ComBat (``arctanh`` of the voxels inside the union of the
+    training masks as features), fitted on both sites' training images with
+    age and sex as kept covariates and the target site as reference (its
+    images are unchanged); source images are mapped with their own age and
+    sex. Voxels outside each image's mask stay background.
+``ISTN`` (``--istn``)
+    The harness's unidirectional ITN + affine ISTN (slow on CPU).
+
+All three intensity normalisers are invariant to an affine change of each
+image's intensities, so running them on the standardised simulated images
+is running them on the raw scanner intensities (up to the ``tanh`` clip).
+
+Measures (masks are ``X != 0``, the brain): the site classifier's balanced
+accuracy (source test vs target test, permutation p-value), the intensity
+Wasserstein distance inside the masks, travelling subjects' MAE / PSNR /
+SSIM against their own target scan inside both scans' masks, and the sex
+accuracy and age MAE of task models trained on the normalised source
+training images and scored on the normalised target test images
+(``--task-epochs``; 0 skips them). The data, splits and task models are
+those of ``reproduce.py``'s brain harness (its ``Harness`` is reused).
+
+Run: ``OMP_NUM_THREADS=1 python examples/benchmarks/brain_baselines.py --out results``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reproduce import QUICK, Config, Harness
+
+from istn_sk.datasets import SITE_NAMES
+from istn_sk.evaluate import task_scores, to_markdown, write_report
+from istn_sk.harmonisation import intensity_distance, paired_similarity, site_classification_score
+from istn_sk.normalisation import (
+    ComBatHarmoniser,
+    NyulNormaliser,
+    WhiteStripeNormaliser,
+    ZScoreNormaliser,
+)
+
+EDGE = 1e-6
+
+
+def combat_images(X, mask, site, covariates, fit_rows, reference: int) -> np.ndarray:
+    """Voxel-wise ComBat of every image (see the module docstring)."""
+    voxels = mask[fit_rows].any(axis=0)
+    features = np.arctanh(np.clip(X[:, voxels], -1 + EDGE, 1 - EDGE)).astype(np.float64)
+    harmoniser = ComBatHarmoniser(reference_site=reference).fit(
+        features[fit_rows], sites=site[fit_rows], covariates=covariates[fit_rows])
+    result = X.copy()
+    result[:, voxels] = np.tanh(harmoniser.transform(features, sites=site,
+                                                     covariates=covariates))
+    return np.where(mask, result, X).astype(X.dtype)
+
+
+def normalised(method: str, X, mask, site, covariates, fit_rows, target: int,
+               harness: Harness, seed: int) -> np.ndarray:
+    """All images after ``method`` for the direction towards site ``target``."""
+    if method == "none":
+        return X
+    if method == "z-score":
+        return ZScoreNormaliser().fit_transform(X, mask=mask)
+    if method.startswith("WhiteStripe"):
+        tau = 0.1 if "0.1" in method else 0.05
+        return WhiteStripeNormaliser(tau=tau).fit_transform(X, mask=mask)
+    if method == "Nyul":
+        rows = fit_rows[site[fit_rows] == target]
+        return NyulNormaliser().fit(X[rows], mask=mask[rows]).transform(X, mask=mask)
+    if method == "ComBat":
+        return combat_images(X, mask, site, covariates, fit_rows, target)
+    if method == "ISTN":
+        source_rows = fit_rows[site[fit_rows] != target]
+        adapter = harness.brain_adapter("unidirectional", X[source_rows],
+                                        X[fit_rows[site[fit_rows] == target]], seed,
+                                        f"towards {SITE_NAMES[target]}")
+        result = X.copy()
+        result[site != target] = adapter.transform(X[site != target])
+        return result
+    raise ValueError(f"unknown method {method!r}")
+
+
+def run(harness: Harness, methods: list[str], task_epochs: int) -> pd.DataFrame:
+    """The table: one row per direction and method."""
+    c, seed = harness.config, harness.seeds[0]
+    X, sex, age, site = harness.brain_data(seed, c.brain_travelling_subjects)
+    mask = X != 0
+    splits = harness.brain_splits(site)
+    travelling = np.arange(len(SITE_NAMES) * c.brain_n_per_site, len(X))
+    covariates = np.c_[age, sex].astype(np.float64)
+    fit_rows = np.concatenate([splits[name]["train"] for name in SITE_NAMES])
+    rows = []
+    for source_name, target_name in (SITE_NAMES, SITE_NAMES[::-1]):
+        s, t = splits[source_name], splits[target_name]
+        target = SITE_NAMES.index(target_name)
+        source_scans = travelling[site[travelling] != target]
+        target_scans = travelling[site[travelling] == target]
+        for method in methods:
+            Y = normalised(method, X, mask, site, covariates, fit_rows, target, harness, seed)
+            row = {"direction": f"{source_name}->{target_name}", "method": method}
+            score = site_classification_score(Y[s["test"]], Y[t["test"]],
+                                              cv=min(5, c.brain_n_test),
+                                              n_permutations=c.site_permutations,
+                                              random_state=seed)
+            row["site balanced accuracy"] = score["balanced_accuracy"]
+            row["site p-value"] = score["p_value"]
+            row["intensity distance"] = intensity_distance(
+                Y[s["test"]], Y[t["test"]], mask_a=mask[s["test"]], mask_b=mask[t["test"]])
+            if len(travelling):
+                both = mask[source_scans] & mask[target_scans]
+                similarity = paired_similarity(Y[source_scans], Y[target_scans], mask=both)
+                row.update({f"travelling {k}": v for k, v in similarity.mean().items()})
+            if task_epochs:
+                for task, labels, make, key in (("sex accuracy", sex, harness.brain_classifier,
+                                                 "accuracy"),
+                                                ("age MAE", age, harness.brain_regressor, "mae")):
+                    model = make(seed, max_epochs=task_epochs).fit(Y[s["train"]],
+                                                                   labels[s["train"]])
+                    row[task] = task_scores(model, Y[t["test"]], labels[t["test"]])[key]
+            rows.append(row)
+            harness.progress(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else str(v)
+                                       for k, v in row.items()))
+    table = pd.DataFrame(rows)
+    write_report(table, harness.out_dir / "brain-baselines")
+    return table
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="reproduce.py's tiny configuration")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmark-output"))
+    parser.add_argument("--task-epochs", type=int, default=5,
+                        help="epochs of the sex / age task models (0: no task models)")
+    parser.add_argument("--istn", action="store_true", help="add the ISTN row (slow on CPU)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run from the command line; writes brain-baselines.{csv,md} into ``--out``."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = QUICK if args.quick else Config()
+    if args.quick:
+        config = replace(config, brain_n_per_site=12, brain_n_test=5, brain_shape=24,
+                         brain_travelling_subjects=2)
+    methods = ["none", "z-score", "WhiteStripe", "WhiteStripe (tau 0.1)", "Nyul", "ComBat"]
+    if args.istn:
+        methods.append("ISTN")
+    harness = Harness(config, args.out, [args.seed])
+    table = run(harness, methods, 1 if args.quick else args.task_epochs)
+    print(to_markdown(table), flush=True)
+
+
+if __name__ == "__main__":
+    main()

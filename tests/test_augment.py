@@ -1,0 +1,112 @@
+"""Augmentation policies: what they do to a batch, seeding, and where they apply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from istn_sk import ISTNAdapter, PluginError, TaskClassifier, make_shifted_shapes
+from istn_sk._augment import RandomShiftFlip, get_augmentation
+
+
+def _impulses(n: int, spatial: tuple[int, ...]) -> torch.Tensor:
+    images = -torch.ones(n, 1, *spatial)
+    images[(slice(None), 0, *[s // 2 for s in spatial])] = 1.0
+    return images
+
+
+@pytest.mark.parametrize("spatial", [(16, 16), (12, 12, 12)])
+def test_shift_moves_each_image_by_at_most_three_voxels_and_fills_background(spatial):
+    torch.manual_seed(0)
+    images = _impulses(200, spatial)
+    out = RandomShiftFlip(max_shift=3, p_shift=1.0, p_flip=0.0)(images)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert torch.equal(out.amax(dim=tuple(range(1, out.ndim))), torch.ones(200))
+    centre = np.array([s // 2 for s in spatial])
+    offsets = np.stack([np.argwhere(image[0].numpy() == 1)[0] - centre for image in out])
+    assert offsets.min() == -3 and offsets.max() == 3            # the whole range is drawn
+    assert set(np.unique(out.numpy())) == {-1.0, 1.0}            # border at the background
+    assert np.mean(np.all(offsets == 0, axis=1)) < 0.1
+
+
+def test_each_part_applies_with_its_probability_and_flip_is_the_last_axis():
+    torch.manual_seed(1)
+    images = torch.arange(2000 * 8, dtype=torch.float32).reshape(2000, 1, 1, 8)
+    flipped = RandomShiftFlip(max_shift=3, p_shift=0.0, p_flip=0.5)(images)
+    is_flipped = torch.all(flipped == images.flip(-1), dim=-1).flatten()
+    kept = torch.all(flipped == images, dim=-1).flatten()
+    assert torch.all(is_flipped | kept) and abs(is_flipped.float().mean() - 0.5) < 0.04
+    shapes = _impulses(2000, (16, 16))
+    moved = RandomShiftFlip(max_shift=3, p_shift=0.5, p_flip=0.0)(shapes)
+    changed = (moved != shapes).flatten(1).any(1).float().mean()
+    assert 0.40 < changed < 0.50     # 0.5 x (1 - 1/49 offsets that are zero)
+    assert torch.equal(RandomShiftFlip(3, 0.0, 0.0)(shapes), shapes)
+
+
+def test_policies_are_seeded_by_torchs_global_stream():
+    images = _impulses(32, (16, 16))
+    policy = get_augmentation("reference")
+    torch.manual_seed(5)
+    first = policy(images)
+    torch.manual_seed(5)
+    assert torch.equal(policy(images), first)
+    assert get_augmentation(None) is None
+    with pytest.raises(PluginError, match=r"unknown augmentation augmentation='flip'.*"
+                                          r"registered: reference, shift, translation_cutout"):
+        get_augmentation("flip")
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_shifted_shapes(48, (16, 16), shift=3.0, random_state=0)
+
+
+def test_adapter_augments_training_only_and_stays_seeded(shapes):
+    X, _, sd = shapes
+    common = {"stn": "affine", "nf": 2, "max_epochs": 2, "batch_size": 16, "random_state": 0}
+    augmented = [ISTNAdapter(**common, augmentation="reference").fit(X, sample_domain=sd)
+                 for _ in range(2)]
+    plain = ISTNAdapter(**common).fit(X, sample_domain=sd)
+    first, second = (adapter.transform(X[sd > 0]) for adapter in augmented)
+    np.testing.assert_array_equal(first, second)           # same seed, same augmented batches
+    np.testing.assert_array_equal(first, augmented[0].transform(X[sd > 0]))   # no test-time aug
+    assert not np.array_equal(first, plain.transform(X[sd > 0]))
+    with pytest.raises(ValueError, match="augmentation must be None or the name"):
+        ISTNAdapter(**common, augmentation=1).fit(X, sample_domain=sd)
+    with pytest.raises(PluginError, match="registered: reference, shift, translation_cutout"):
+        ISTNAdapter(**common, augmentation="jitter").fit(X, sample_domain=sd)
+
+
+def test_task_model_augments_its_batches_but_not_predict(shapes, monkeypatch):
+    X, y, sd = shapes
+    rows = sd > 0
+    seen = []
+    policy = get_augmentation("reference")
+
+    def recording(images):
+        seen.append(len(images))
+        return policy(images)
+
+    common = {"nf": 2, "max_epochs": 2, "batch_size": 16, "random_state": 0}
+    model = TaskClassifier(**common, augmentation="reference")
+    monkeypatch.setattr("istn_sk._task.get_augmentation", lambda name: recording)
+    model.fit(X[rows], y[rows])
+    assert sum(seen) == 2 * rows.sum()          # every training image, every epoch
+    seen.clear()
+    np.testing.assert_array_equal(model.predict_proba(X), model.predict_proba(X))
+    assert seen == []
+    monkeypatch.undo()
+    plain = TaskClassifier(**common).fit(X[rows], y[rows])
+    again = TaskClassifier(**common, augmentation="reference").fit(X[rows], y[rows])
+    assert not np.allclose(plain.predict_proba(X), again.predict_proba(X))
+
+
+def test_translation_cutout_moves_and_blanks_every_image_and_passes_gradients():
+    torch.manual_seed(2)
+    images = torch.full((64, 1, 16, 16), 0.5, requires_grad=True)
+    out = get_augmentation("translation_cutout")(images)
+    blank = (out == 0).flatten(1).float().sum(1)
+    assert torch.all(blank >= 64)       # an 8 x 8 box of 0 in each image (half of each side)
+    out.sum().backward()
+    assert images.grad is not None and 0 < images.grad.mean() < 1
