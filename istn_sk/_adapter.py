@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import ProgressBar
@@ -15,9 +14,9 @@ from torch import nn
 
 from ._adapter_params import check_adapter_params
 from ._adversarial_net import AdversarialISTNNet, PairedDomains
-from ._alongside import TrainedAlongsideMixin
+from ._alongside import TrainedAlongsideMixin, task_to_train_alongside
 from ._batch_norm import recompute_batch_norm
-from ._checkpoint import EpochCheckpoint, fingerprint, read_checkpoint, restore, resumable
+from ._checkpoint import checkpointing, restore, resumable
 from ._networks import build_istn, build_training_net
 from ._validation import check_finite, image_layout, source_mask
 from .nn import ISTN
@@ -118,6 +117,12 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         domains (never in ``transform``): ``"reference"``, the reference
         code's p=0.5 shift by up to ±3 voxels and p=0.5 flip of the last
         axis, ``"shift"``, or one from a plugin. Measured in docs/results.md.
+    dis_augmentation : str, optional
+        Registered policy applied to every discriminator input, real and
+        fake (differentiable; DiffAugment is ``"translation_cutout"``).
+    dis_regularisers : dict of str to float, optional
+        Discriminator regularisers and their weights, e.g. ``{"r1": 1.0}``
+        or ``{"lecam": 0.1}`` (registered: ``"r1"``, ``"lecam"``, plugins').
     checkpoint_dir : path-like, optional
         Write a checkpoint (weights, optimizer states, history, RNG state)
         there after every epoch. A later ``fit`` with the same parameters
@@ -162,7 +167,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                  mode="unidirectional", gan_loss="bce", dis_loss="bce", idt_loss="l1", lr=1e-3,
                  dis_lr=None, batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None,
                  device="cpu", random_state=None, task=None, task_weight=1.0, ema_decay=0.99,
-                 augmentation=None, checkpoint_dir=None, callbacks=None, verbose=0):
+                 augmentation=None, dis_augmentation=None, dis_regularisers=None,
+                 checkpoint_dir=None, callbacks=None, verbose=0):
         self.itn = itn
         self.itn_output = itn_output
         self.stn = stn
@@ -187,6 +193,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         self.task_weight = task_weight
         self.ema_decay = ema_decay
         self.augmentation = augmentation
+        self.dis_augmentation = dis_augmentation
+        self.dis_regularisers = dis_regularisers
         self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
         self.verbose = verbose
@@ -227,13 +235,13 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         check_adapter_params(self, layout.spatial)
         _warn_if_out_of_range(X)
         array = np.ascontiguousarray(layout.to_images(X), dtype=np.float32)
-        checkpoint, extra_callbacks = self._checkpointing(array, is_source, y)
+        checkpoint, extra_callbacks = checkpointing(self, array, is_source, y)
         images = torch.from_numpy(array)
         source = images[torch.from_numpy(is_source)]
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         with torch.random.fork_rng(devices=[]), resumable(extra_callbacks, checkpoint):
             torch.manual_seed(seed)
-            task, source_targets = self._simultaneous_task(X[is_source], y, is_source)
+            task, source_targets = task_to_train_alongside(self, X[is_source], y, is_source)
             net = self._build_net(layout, task, extra_callbacks)
             data = PairedDomains(source, images[torch.from_numpy(~is_source)], source_targets)
             if checkpoint is None:
@@ -355,21 +363,6 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                 batch = torch.from_numpy(images[start:start + self.batch_size])
                 yield batch.to(self.device)
 
-    def _checkpointing(self, images: np.ndarray, is_source: np.ndarray, y):
-        """The checkpoint to resume from (or None) and the callback that writes new ones.
-
-        The key covers the parameters (nested ones too), the images, the
-        domains and the labels the fit reads: the source labels when a task
-        model trains alongside, none otherwise.
-        """
-        if self.checkpoint_dir is None:
-            return None, []
-        directory = Path(self.checkpoint_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        labels = None if self.task is None or y is None else np.asarray(y)[is_source]
-        key = fingerprint(self, images, is_source, labels)
-        return read_checkpoint(directory, key), [EpochCheckpoint(directory, key)]
-
     def _build_net(self, layout, task=None, extra_callbacks=()) -> AdversarialISTNNet:
         """The untrained skorch net for ``layout`` (:func:`~._networks.build_training_net`)."""
         return build_training_net(self, layout, task, [*self._training_callbacks(),
@@ -378,19 +371,6 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     def _build_istn(self, layout) -> ISTN:
         """One untrained ISTN for ``layout`` (:func:`~._networks.build_istn`)."""
         return build_istn(self, layout)
-
-    def _simultaneous_task(self, X_source, y, is_source):
-        if self.task is None:
-            return None, None
-        if y is None:
-            raise ValueError("task=... (simultaneous training) needs the source labels in y")
-        task = clone(self.task)
-        _, targets = task.training_data(X_source, np.asarray(y)[is_source])
-        if len(targets) != int(is_source.sum()):
-            raise ValueError("task=... (simultaneous training) needs a label for every source "
-                             "row; some source rows have masked labels (-1 or NaN)")
-        task.initialize()
-        return task, torch.from_numpy(targets)
 
     def _training_callbacks(self):
         callbacks = list(self.callbacks or [])

@@ -7,6 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from ._augment import get_augmentation
+from ._regularisers import build_regularisers
 from .nn._itn import ITN_OUTPUTS
 
 MODES = ("unidirectional", "cyclegan")
@@ -42,11 +43,13 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
                                           or not 0 < adapter.ema_decay < 1):
         raise ValueError(f"ema_decay must be None or a number in (0, 1), got "
                          f"{adapter.ema_decay!r}")
-    if adapter.augmentation is not None:
-        if not isinstance(adapter.augmentation, str):
-            raise ValueError(f"augmentation must be None or the name of a registered policy, "
-                             f"got {adapter.augmentation!r}")
-        get_augmentation(adapter.augmentation)   # an unknown name lists the registered ones
+    for name in ("augmentation", "dis_augmentation"):
+        policy = getattr(adapter, name)
+        if policy is not None and not isinstance(policy, str):
+            raise ValueError(f"{name} must be None or the name of a registered policy, "
+                             f"got {policy!r}")
+        get_augmentation(policy, name)   # an unknown name lists the registered ones
+    build_regularisers(adapter.dis_regularisers)
     for name in ("lr", "dis_lr", "consistency_weight", "task_weight"):
         value = getattr(adapter, name)
         if name == "dis_lr" and value is None:

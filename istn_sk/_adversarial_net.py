@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ._augment import get_augmentation
+from ._regularisers import build_regularisers
 from ._weight_averaging import WeightAverages
 
 LOSS_TERMS = ("gan_loss", "idt_loss", "cyc_loss", "joint_loss", "dis_loss", "task_loss")
@@ -119,6 +120,12 @@ class AdversarialISTNNet(NeuralNet):
     augmentation : str, optional
         Registered augmentation policy applied to the source and the target
         images of every training batch (``augment_``).
+    dis_augmentation : str, optional
+        Registered policy applied to every discriminator input, fakes and
+        reals, in both steps (DiffAugment; ``dis_augment_``).
+    dis_regularisers : dict of str to float, optional
+        Registered discriminator regularisers and their weights
+        (``regularisers_``), added to the discriminator's loss.
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
@@ -127,7 +134,8 @@ class AdversarialISTNNet(NeuralNet):
                  dis_lr: float | None = None, betas: tuple[float, float] = (0.5, 0.999),
                  memory_format: torch.memory_format = torch.contiguous_format, task_net=None,
                  task_weight: float = 0.0, ema_decay: float | None = None,
-                 augmentation: str | None = None, **kwargs) -> None:
+                 augmentation: str | None = None, dis_augmentation: str | None = None,
+                 dis_regularisers: dict[str, float] | None = None, **kwargs) -> None:
         self.discriminator = discriminator
         self.consistency_weight = consistency_weight
         self.dis_lr = dis_lr
@@ -137,6 +145,8 @@ class AdversarialISTNNet(NeuralNet):
         self.task_weight = task_weight
         self.ema_decay = ema_decay
         self.augmentation = augmentation
+        self.dis_augmentation = dis_augmentation
+        self.dis_regularisers = dis_regularisers
         super().__init__(module, criterion, optimizer=torch.optim.Adam, **kwargs)
 
     @property
@@ -154,6 +164,8 @@ class AdversarialISTNNet(NeuralNet):
         self.averages_ = (None if self.ema_decay is None
                           else WeightAverages(self._averaged(), self.ema_decay))
         self.augment_ = get_augmentation(self.augmentation)
+        self.dis_augment_ = get_augmentation(self.dis_augmentation, "dis_augmentation")
+        self.regularisers_ = build_regularisers(self.dis_regularisers)
         return self
 
     def _averaged(self) -> dict[str, nn.Module]:
@@ -175,8 +187,11 @@ class AdversarialISTNNet(NeuralNet):
                                                        lr=dis_lr, betas=self.betas)
         return self
 
+    def _seen_by_discriminator(self, images: torch.Tensor) -> torch.Tensor:
+        return images if self.dis_augment_ is None else self.dis_augment_(images)
+
     def _adversarial(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-        score = _scores_for(self.criterion_.gan, discriminator(fake))
+        score = _scores_for(self.criterion_.gan, discriminator(self._seen_by_discriminator(fake)))
         return self.criterion_.gan(score, soft_labels(score, 1))
 
     def _image_loss(self, output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -226,12 +241,19 @@ class AdversarialISTNNet(NeuralNet):
         as two passes, with half the calls.
         """
         loss = 0.0
+        needs_gradient = any(getattr(r, "needs_real_gradient", False) for r in self.regularisers_)
         for name, fake in fakes.items():
-            real = reals[name]
-            logits = self.discriminator_[name](torch.cat([fake.detach(), real]))
+            seen = self._seen_by_discriminator(torch.cat([fake.detach(), reals[name]]))
+            seen_fake, real = seen.split([len(fake), len(seen) - len(fake)])
+            if needs_gradient:
+                real = real.detach().requires_grad_(True)
+            logits = self.discriminator_[name](torch.cat([seen_fake, real]))
             p_fake, p_real = _scores_for(self.criterion_.dis, logits).split([len(fake), len(real)])
             loss = loss + 0.5 * (self.criterion_.dis(p_fake, soft_labels(p_fake, 0))
                                  + self.criterion_.dis(p_real, soft_labels(p_real, 1)))
+            logits_fake, logits_real = logits.split([len(fake), len(real)])
+            for penalty in self.regularisers_:
+                loss = loss + penalty(real, logits_real, logits_fake)
         return loss
 
     def task_step(self, s2t: torch.Tensor, source_targets: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,31 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+from sklearn.base import clone
 from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted
+
+
+def task_to_train_alongside(adapter, X_source, y, is_source):
+    """A fresh, initialised clone of ``adapter.task`` and the source targets, or ``(None, None)``.
+
+    Raises
+    ------
+    ValueError
+        ``y`` is missing, or some source row has a masked label.
+    """
+    if adapter.task is None:
+        return None, None
+    if y is None:
+        raise ValueError("task=... (simultaneous training) needs the source labels in y")
+    task = clone(adapter.task)
+    _, targets = task.training_data(X_source, np.asarray(y)[is_source])
+    if len(targets) != int(is_source.sum()):
+        raise ValueError("task=... (simultaneous training) needs a label for every source "
+                         "row; some source rows have masked labels (-1 or NaN)")
+    task.initialize()
+    return task, torch.from_numpy(targets)
 
 
 def _trains_a_task_model(adapter) -> bool:

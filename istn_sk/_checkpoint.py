@@ -259,3 +259,20 @@ def resumable(callbacks: Sequence, checkpoint: dict | None = None) -> Iterator[N
         except TrainingInterrupted as error:
             error.checkpoint, error.epoch = writer.path.absolute(), writer.epoch
             raise
+
+
+def checkpointing(adapter, images: np.ndarray, is_source: np.ndarray, y):
+    """The checkpoint to resume ``adapter``'s fit from (or None), and the callbacks that write.
+
+    The key covers the parameters (nested ones too), the images, the
+    domains and the labels the fit reads: the source labels when a task
+    model trains alongside, none otherwise. Without ``checkpoint_dir``:
+    ``(None, [])``.
+    """
+    if adapter.checkpoint_dir is None:
+        return None, []
+    directory = Path(adapter.checkpoint_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    labels = None if adapter.task is None or y is None else np.asarray(y)[is_source]
+    key = fingerprint(adapter, images, is_source, labels)
+    return read_checkpoint(directory, key), [EpochCheckpoint(directory, key)]

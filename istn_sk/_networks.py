@@ -51,7 +51,8 @@ def build_training_net(adapter, layout, task=None, callbacks=()) -> AdversarialI
         iterator_train__shuffle=True, device=adapter.device,
         callbacks=list(callbacks), verbose=int(adapter.verbose),
         task_net=task, task_weight=float(adapter.task_weight), ema_decay=adapter.ema_decay,
-        augmentation=adapter.augmentation,
+        augmentation=adapter.augmentation, dis_augmentation=adapter.dis_augmentation,
+        dis_regularisers=adapter.dis_regularisers,
     )
 
 def build_istn(adapter, layout) -> ISTN:

@@ -1,4 +1,4 @@
-"""The plugin registry: named STN types, losses, datasets and augmentations from plugins.
+"""The plugin registry: named STNs, losses, datasets, augmentations, regularisers from plugins.
 
 The plugin manager is built in pytest's order: hook specifications first,
 then the ``istn_sk`` entry points of installed distributions (unless the
@@ -28,6 +28,7 @@ BUILTIN_PLUGINS = (
     "istn_sk.plugins.losses",
     "istn_sk.plugins.datasets",
     "istn_sk.plugins.augmentations",
+    "istn_sk.plugins.regularisers",
 )
 
 KIND_HOOKS = {
@@ -35,6 +36,7 @@ KIND_HOOKS = {
     "loss": "istn_sk_register_losses",
     "dataset": "istn_sk_register_datasets",
     "augmentation": "istn_sk_register_augmentations",
+    "regulariser": "istn_sk_register_regularisers",
 }
 
 
@@ -160,7 +162,8 @@ class Registry:
         Parameters
         ----------
         kind : str
-            ``"spatial_transformer"``, ``"loss"``, ``"dataset"`` or ``"augmentation"``.
+            ``"spatial_transformer"``, ``"loss"``, ``"dataset"``, ``"augmentation"``
+            or ``"regulariser"``.
         name : str
             The registered name.
         parameter : str, optional

@@ -1,6 +1,7 @@
 """Hook specifications of istn-sk.
 
-Every spatial transformer, loss, dataset and augmentation policy that istn-sk knows is contributed
+Every spatial transformer, loss, dataset, augmentation policy and discriminator
+regulariser that istn-sk knows is contributed
 by a plugin through one of the hooks below; the built-in ones live in
 ``istn_sk.plugins`` and use exactly these hooks. A third-party distribution
 becomes a plugin by declaring an entry point in the group ``istn_sk`` that
@@ -101,4 +102,21 @@ def istn_sk_register_augmentations(register) -> None:
         on a training batch ``(n, C, *spatial)`` (a new tensor of the same
         shape and dtype), drawing its random numbers from torch's global
         stream, which ``fit`` seeds.
+    """
+
+
+@hookspec
+def istn_sk_register_regularisers(register) -> None:
+    """Add discriminator regularisers usable in the adapter's ``dis_regularisers``.
+
+    Parameters
+    ----------
+    register : istn_sk.Register
+        Call ``register.add(name, factory, description=...)`` once per
+        regulariser. ``factory(weight)`` returns a callable
+        ``penalty(real, logits_real, logits_fake) -> scalar tensor`` added to
+        the discriminator's loss at every step (``real``: the real images as
+        the discriminator saw them; ``logits_*``: its raw outputs). A callable
+        with ``needs_real_gradient = True`` gets ``real`` with
+        ``requires_grad`` set, for gradient penalties.
     """

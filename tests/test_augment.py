@@ -110,3 +110,39 @@ def test_translation_cutout_moves_and_blanks_every_image_and_passes_gradients():
     assert torch.all(blank >= 64)       # an 8 x 8 box of 0 in each image (half of each side)
     out.sum().backward()
     assert images.grad is not None and 0 < images.grad.mean() < 1
+
+
+def test_discriminator_augmentation_and_regularisers_change_training_and_stay_seeded(shapes):
+    X, _, sd = shapes
+    common = {"stn": "affine", "nf": 2, "max_epochs": 2, "batch_size": 16, "random_state": 0}
+    plain = ISTNAdapter(**common).fit(X, sample_domain=sd).transform(X[sd > 0])
+    for options in ({"dis_augmentation": "translation_cutout"}, {"dis_regularisers": {"r1": 1.0}},
+                    {"dis_regularisers": {"lecam": 0.5}}):
+        runs = [ISTNAdapter(**common, **options).fit(X, sample_domain=sd) for _ in range(2)]
+        first, second = (run.transform(X[sd > 0]) for run in runs)
+        np.testing.assert_array_equal(first, second)
+        assert not np.array_equal(first, plain), options
+        assert np.isfinite(runs[0].history_[:, "dis_loss"]).all()
+
+
+def test_r1_penalises_the_gradient_on_real_images_and_lecam_its_distance_to_the_anchors():
+    from istn_sk._regularisers import LeCamPenalty, R1Penalty
+
+    real = torch.randn(8, 1, 4, 4, requires_grad=True)
+    logits = (3.0 * real).flatten(1).sum(1)       # gradient 3 everywhere: |grad|^2 = 9 * 16
+    assert R1Penalty(2.0)(real, logits, torch.zeros(8)).item() == pytest.approx(144.0)
+    lecam = LeCamPenalty(1.0)
+    first = lecam(real, torch.full((8,), 2.0), torch.full((8,), -2.0))
+    assert first.item() == pytest.approx(32.0)    # (2 - -2)^2 + (-2 - 2)^2
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"dis_regularisers": {"r2": 1.0}}, "unknown regulariser.*registered: lecam, r1"),
+    ({"dis_regularisers": {"r1": -1.0}}, r"dis_regularisers\['r1'\] must be a non-negative"),
+    ({"dis_regularisers": ["r1"]}, "dis_regularisers must be None or a dict"),
+    ({"dis_augmentation": "cutout"}, "unknown augmentation dis_augmentation='cutout'"),
+])
+def test_bad_discriminator_options_are_one_clear_error(shapes, options, match):
+    X, _, sd = shapes
+    with pytest.raises(ValueError, match=match):
+        ISTNAdapter(nf=2, max_epochs=1, **options).fit(X, sample_domain=sd)

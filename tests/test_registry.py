@@ -14,6 +14,7 @@ def test_builtins_are_registered_by_istn_sk():
     assert registry.names("spatial_transformer") == ["affine", "bspline", "none"]
     assert registry.names("loss") == ["bce", "bce_logits", "l1", "mse"]
     assert registry.names("augmentation") == ["reference", "shift", "translation_cutout"]
+    assert registry.names("regulariser") == ["lecam", "r1"]
     entry = registry.get("spatial_transformer", "bspline")
     assert (entry.provider, entry.version) == ("istn-sk", istn_sk.__version__)
 
