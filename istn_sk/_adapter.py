@@ -17,6 +17,7 @@ from ._adversarial_net import AdversarialISTNNet, PairedDomains
 from ._alongside import TrainedAlongsideMixin, task_to_train_alongside
 from ._batch_norm import recompute_batch_norm
 from ._checkpoint import checkpointing, restore, resumable
+from ._epoch_selection import check_epoch_selection, split_for_selection
 from ._networks import build_istn, build_training_net
 from ._validation import check_finite, image_layout, source_mask
 from .nn import ISTN
@@ -123,6 +124,13 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     dis_regularisers : dict of str to float, optional
         Discriminator regularisers and their weights, e.g. ``{"r1": 1.0}``
         or ``{"lecam": 0.1}`` (registered: ``"r1"``, ``"lecam"``, plugins').
+    select_epoch : {"prediction_entropy", "mapped_source_accuracy"}, optional
+        With ``task``: keep ``validation_fraction`` of each domain out of
+        training and, at the end, restore the epoch whose snapshot scores best
+        there without target labels (:mod:`~istn_sk._epoch_selection`;
+        measured in docs/results.md). None keeps the last epoch.
+    validation_fraction : float, default=0.1
+        The held-out part of each domain, with ``select_epoch`` only.
     checkpoint_dir : path-like, optional
         Write a checkpoint (weights, optimizer states, history, RNG state)
         there after every epoch. A later ``fit`` with the same parameters
@@ -154,6 +162,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     task_ : TaskClassifier or TaskRegressor or None
         The task model trained simultaneously (None without ``task``); apply
         it to unmodified target images.
+    best_epoch_ : int or None
+        The epoch ``select_epoch`` kept (None without it).
 
     Examples
     --------
@@ -168,7 +178,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                  dis_lr=None, batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None,
                  device="cpu", random_state=None, task=None, task_weight=1.0, ema_decay=0.99,
                  augmentation=None, dis_augmentation=None, dis_regularisers=None,
-                 checkpoint_dir=None, callbacks=None, verbose=0):
+                 select_epoch=None, validation_fraction=0.1, checkpoint_dir=None, callbacks=None,
+                 verbose=0):
         self.itn = itn
         self.itn_output = itn_output
         self.stn = stn
@@ -195,6 +206,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         self.augmentation = augmentation
         self.dis_augmentation = dis_augmentation
         self.dis_regularisers = dis_regularisers
+        self.select_epoch = select_epoch
+        self.validation_fraction = validation_fraction
         self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
         self.verbose = verbose
@@ -233,6 +246,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         layout = image_layout(X, image_shape=self.image_shape, spatial_dims=self.spatial_dims)
         is_source = source_mask(y, sample_domain, n_samples=X.shape[0])
         check_adapter_params(self, layout.spatial)
+        check_epoch_selection(self)
         _warn_if_out_of_range(X)
         array = np.ascontiguousarray(layout.to_images(X), dtype=np.float32)
         checkpoint, extra_callbacks = checkpointing(self, array, is_source, y)
@@ -242,8 +256,10 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]), resumable(extra_callbacks, checkpoint):
             torch.manual_seed(seed)
             task, source_targets = task_to_train_alongside(self, X[is_source], y, is_source)
-            net = self._build_net(layout, task, extra_callbacks)
-            data = PairedDomains(source, images[torch.from_numpy(~is_source)], source_targets)
+            source, target, source_targets, selection = split_for_selection(
+                self, source, images[torch.from_numpy(~is_source)], source_targets, is_source)
+            net = self._build_net(layout, task, [*extra_callbacks, *selection])
+            data = PairedDomains(source, target, source_targets)
             if checkpoint is None:
                 net.fit(data)
             else:
@@ -260,6 +276,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                 recompute_batch_norm(istn, domains[direction], self.batch_size,
                                      net.memory_format)
         self.net_ = net
+        self.best_epoch_ = selection[0].best_epoch_ if selection else None
         self.task_ = task
         self.history_ = net.history
         self.n_channels_ = layout.channels

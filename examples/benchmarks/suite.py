@@ -7,6 +7,7 @@ trains the task model alongside, ``"alongside": true``), then scores on the
 
 * ``alongside``: the task model trained alongside (``adapter.task_``);
 * ``scratch``: a fresh task model trained on the final S2T (the ``Pipeline`` path);
+  ``scratch_shift`` the same with the ``shift`` augmentation policy;
 * ``handover``: the model trained alongside, fine-tuned 6 epochs on the final S2T;
 * ``no_da`` / ``oracle``: a task model trained on S / on labelled T (per seed,
   cached in the output folder);
@@ -56,8 +57,8 @@ TASK = {"nf": 16, "lr": 1e-3, "max_epochs": 12, "batch_size": 32}
 ADAPTER = {"stn": None, "nf": 8, "lr": 1e-3, "consistency_weight": 10.0, "max_epochs": 20,
            "batch_size": 32}
 STN_TARGETS = {"C": "affine", "D": "affine"}
-SHOWN = ("alongside", "scratch", "handover", "finetuned", "oracle_on_s2t", "no_da", "oracle",
-         "dis_loss", "gan_loss", "fit_s")
+SHOWN = ("alongside", "scratch", "scratch_shift", "handover", "finetuned", "oracle_on_s2t",
+         "no_da", "oracle", "dis_loss", "gan_loss", "fit_s")
 
 
 def accuracy(model, X, y) -> float:
@@ -148,6 +149,7 @@ def run_one(setting: dict, source: str, target: str, seed: int, n_train: int,
     seconds = time.perf_counter() - start
     s2t = adapter.transform(Xs)
     scratch = TaskClassifier(**TASK, random_state=seed).fit(s2t, ys)
+    scratch_shift = TaskClassifier(**TASK, augmentation="shift", random_state=seed).fit(s2t, ys)
     handover = (TaskClassifier(**{**TASK, "max_epochs": 6}, random_state=seed,
                                init_params=adapter.task_.module_.state_dict()).fit(s2t, ys)
                 if alongside else None)
@@ -162,6 +164,7 @@ def run_one(setting: dict, source: str, target: str, seed: int, n_train: int,
            "threads": torch.get_num_threads(), **references,
            "alongside": accuracy(adapter.task_, Xt_test, yt_test) if alongside else np.nan,
            "scratch": accuracy(scratch, Xt_test, yt_test),
+           "scratch_shift": accuracy(scratch_shift, Xt_test, yt_test),
            "handover": accuracy(handover, Xt_test, yt_test) if alongside else np.nan,
            "oracle_on_s2t": float(np.mean(content == ys_test)),
            "fractures_kept": float(np.mean(content[ys_test == 1] == 1)),
