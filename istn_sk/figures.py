@@ -189,7 +189,8 @@ def _symmetric(planes: list[np.ndarray], centre: float, least: float) -> Normali
 
 
 def explanation_grid(parts: dict[str, np.ndarray], target: np.ndarray | None = None,
-                     n_images: int = 8, *, spacing: int = 4, cell: float = 1.0) -> Figure:
+                     n_images: int = 8, *, spacing: int = 4, cell: float = 1.0,
+                     target_label: str = "T") -> Figure:
     """One labelled figure of :meth:`istn_sk.ISTNAdapter.explain`'s output.
 
     Columns are images (3D volumes: three columns each, the central slices
@@ -215,6 +216,9 @@ def explanation_grid(parts: dict[str, np.ndarray], target: np.ndarray | None = N
         Voxels between deformation grid lines.
     cell : float, default=1.0
         Size of one panel in inches.
+    target_label : str, default="T"
+        Label of the target row (e.g. "true T rendering" when ``target``
+        holds the paired truth of each source image).
 
     Returns
     -------
@@ -254,7 +258,7 @@ def explanation_grid(parts: dict[str, np.ndarray], target: np.ndarray | None = N
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
-                ax.set_ylabel(label)
+                ax.set_ylabel(target_label if label == "T" else label)
             if r == 0:
                 ax.set_title(f"#{c}" if spatial == 2 else f"#{c // 3} axis {c % 3}", fontsize=8)
             if c >= len(row):

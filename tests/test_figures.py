@@ -60,6 +60,8 @@ def test_explanation_grid_labels_rows_and_shares_the_image_scale():
     low, high = rows[6][0].images[0].get_clim()
     assert (low + high) / 2 == pytest.approx(1.0) and high == pytest.approx(
         1 + np.abs(determinant - 1).max())
+    paired, _ = _panels(explanation_grid(parts, target, n_images=4, target_label="true B"))
+    assert paired[7 * 4].get_ylabel() == "true B" and paired[0].get_ylabel() == "S"
 
 
 def test_explanation_grid_shows_volumes_as_three_central_slices():
