@@ -88,12 +88,15 @@ class ImageSet:
         return [str(name) for name in self.table["id"]]
 
     def output_suffixes(self) -> list[str]:
-        """The suffix each row's outputs take: the input's, else by dimension."""
+        """The suffix each row's outputs take: the input's, else by dimension.
+
+        A DICOM series (a folder) gives ``.nii.gz``, with the series' geometry.
+        """
         if self.manifest is None:
             return [".png" if self.arrays.ndim == 4 else ".nii.gz"] * len(self)
         from istn_sk.io._images import split_suffix
 
-        return [split_suffix(path)[1].lower() for path in self.manifest.paths]
+        return [split_suffix(path)[1].lower() or ".nii.gz" for path in self.manifest.paths]
 
     def labels(self, key: str | None, *, regression: bool) -> np.ndarray:
         """Task labels of every row: floats for regression, as stored otherwise.

@@ -8,9 +8,17 @@ read_manifest, files_manifest, Manifest
     TSV/CSV manifests (image paths relative to the manifest, labels, sites,
     masks), folders of images and lists of files as one table.
 read_image, write_image, write_displacement, image_shape, Normalizer
-    NIfTI and MGH volumes (nibabel), PNG, JPEG, BMP (Pillow) and TIFF
-    (tifffile) images as ``(C, *spatial)`` float arrays; volume outputs keep
-    the input's affine and header, PNG and TIFF outputs its bit depth.
+    NIfTI and MGH volumes (nibabel), NRRD and MetaImage volumes (SimpleITK,
+    extra ``istn-sk[sitk]``), DICOM series folders (pydicom, extra
+    ``istn-sk[dicom]``), PNG, JPEG, BMP (Pillow) and TIFF (tifffile) images
+    as ``(C, *spatial)`` float arrays; volume outputs keep the input's
+    affine and header, PNG and TIFF outputs its bit depth.
+read_volume, volume_header
+    A volume and its voxel-to-world affine (RAS+ mm), or its shape and
+    affine from the header only.
+harmonise_geometry, Geometry
+    Reorient volumes to RAS+ and, on request, resample them to a common
+    voxel size and shape, with a record of what was done.
 ImageDataset, SampleDataset, iter_batches, load_images
     Torch Datasets that read images on demand (from files, or from dict
     samples through a transform such as a MONAI ``Compose``), and batch reading.
@@ -30,6 +38,10 @@ from .._lazy import lazy_exports
 
 _PUBLIC = {
     "EpochScores": "._callbacks",
+    "Geometry": "._geometry",
+    "harmonise_geometry": "._geometry",
+    "read_volume": "._images",
+    "volume_header": "._images",
     "LOSS_KEYS": "._plot",
     "ImageDataset": "._dataset",
     "Manifest": "._manifest",

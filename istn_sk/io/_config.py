@@ -204,7 +204,7 @@ def canonical_config(config: Mapping[str, Any], known: Collection[str], *,
     result: dict[str, Any] = {}
     given_as: dict[str, str] = {}
     for key, value in config.items():
-        if key not in accepted and not key.startswith(prefixes or ("\0",)):
+        if key not in accepted and not (prefixes and key.startswith(prefixes)):
             message = f"{origin}: unknown key {key!r}"
             close = difflib.get_close_matches(key, sorted(accepted), n=1)
             raise ValueError(message + (f" (did you mean {close[0]!r}?)" if close else ""))

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ._images import Normalizer, image_shape, read_image
+from ._geometry import Geometry
+from ._images import Normalizer, image_shape, read_image, read_volume, volume_header
 
 
 class ImageDataset(Dataset):
@@ -31,16 +32,30 @@ class ImageDataset(Dataset):
     normalizer : {"none", "tanh"}, default="none"
         Applied to the stored intensities (raster images: after mapping to
         [-1, 1]).
+    reorient : bool, default=False
+        Reorient every volume to the closest canonical orientation (RAS+),
+        :func:`istn_sk.io.harmonise_geometry`'s first step (volumes only).
+    voxel_size : float or 3 floats, optional
+        Resample every volume to this voxel size (mm): linear for images,
+        nearest neighbour for masks.
+    out_shape : 3 ints, optional
+        Resample (or crop/pad) every volume to this spatial shape.
 
     Attributes
     ----------
     shape : tuple of int
-        ``(C, *spatial)`` of every image.
+        ``(C, *spatial)`` of every image (after the geometry step, if any).
+    geometry_records : list of dict or None
+        With a geometry step: one record per image of what it does
+        (:func:`istn_sk.io.harmonise_geometry`), planned from the headers;
+        ``record["affine"]`` is the affine of the image as this Dataset gives it.
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike], *,
                  masks: Sequence[str | os.PathLike] | None = None,
-                 normalizer: str = "none") -> None:
+                 normalizer: str = "none", reorient: bool = False,
+                 voxel_size: float | Sequence[float] | None = None,
+                 out_shape: Sequence[int] | None = None) -> None:
         self.paths = [Path(path) for path in paths]
         self.masks = None if masks is None else [Path(path) for path in masks]
         self.normalizer = Normalizer(normalizer)
@@ -48,15 +63,43 @@ class ImageDataset(Dataset):
             raise ValueError("no images to read")
         if self.masks is not None and len(self.masks) != len(self.paths):
             raise ValueError(f"{len(self.masks)} masks for {len(self.paths)} images")
-        self.shape = _common_shape(self.paths)
+        geometry = Geometry(reorient, voxel_size, out_shape)
+        self.geometry = geometry if geometry.active else None
+        self.geometry_records = None
+        if self.geometry is None:
+            self.shape = _common_shape(self.paths)
+            return
+        shapes, self.geometry_records = [], []
+        for path in self.paths:
+            shape, affine = volume_header(path)
+            record = self.geometry.plan(shape[1:], affine).record
+            shapes.append((shape[0], *record["shape"]))
+            self.geometry_records.append(record)
+        self.shape = _common_shape(self.paths, shapes)
+
+    def _read(self, index: int) -> np.ndarray:
+        """Image ``index`` (after the geometry step), masked."""
+        if self.geometry is None:
+            image = read_image(self.paths[index])
+            if self.masks is not None:
+                image = image * (read_image(self.masks[index])[:1] != 0)
+            return image
+        image, _ = read_volume(self.paths[index], geometry=self.geometry)
+        if self.masks is not None:
+            mask, _ = read_volume(self.masks[index], geometry=self.geometry,
+                                  interpolation="nearest")
+            if mask.shape[1:] != image.shape[1:]:
+                raise ValueError(f"{self.masks[index]}: the mask's grid after the geometry "
+                                 f"step, {mask.shape[1:]}, is not its image's, "
+                                 f"{image.shape[1:]}; masks must share their image's grid")
+            image = image * (mask[:1] != 0)
+        return image
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = read_image(self.paths[index])
-        if self.masks is not None:
-            image = image * (read_image(self.masks[index])[:1] != 0)
+        image = self._read(index)
         _check_finite(image, self.paths[index])
         return torch.from_numpy(np.asarray(self.normalizer(image), dtype=np.float32)), index
 
@@ -121,8 +164,11 @@ def _check_finite(image: np.ndarray, where: object) -> None:
                          "finite")
 
 
-def _common_shape(paths: Sequence[Path]) -> tuple[int, ...]:
+def _common_shape(paths: Sequence[Path],
+                  shapes: Sequence[tuple[int, ...]] | None = None) -> tuple[int, ...]:
     """The ``(C, *spatial)`` shape every file in ``paths`` has, read from the headers.
+
+    ``shapes``, when given, are the files' shapes (e.g. after a geometry step).
 
     Raises
     ------
@@ -133,8 +179,8 @@ def _common_shape(paths: Sequence[Path]) -> tuple[int, ...]:
     """
     first: dict[tuple[int, ...], Path] = {}
     counts: dict[tuple[int, ...], int] = {}
-    for path in paths:
-        shape = image_shape(path)
+    for i, path in enumerate(paths):
+        shape = image_shape(path) if shapes is None else tuple(shapes[i])
         first.setdefault(shape, path)
         counts[shape] = counts.get(shape, 0) + 1
     if len(first) > 1:

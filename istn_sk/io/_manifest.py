@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._images import IMAGE_SUFFIXES, split_suffix
+from ._volumes import is_dicom_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +46,7 @@ class Manifest:
         (rows may share a mask).
     root : pathlib.Path
         The folder relative paths start from (the manifest's folder).
+        A path may name a folder: a DICOM series (see :func:`istn_sk.io.read_image`).
     image_key : str, default="image"
     mask_key : str, optional
     source : str, default=""
@@ -115,9 +117,10 @@ class Manifest:
         return self.rows(keep)
 
     def check_files(self) -> Manifest:
-        """Raise FileNotFoundError naming the first missing image or mask file."""
+        """Raise FileNotFoundError naming the first missing image, mask or series folder."""
         for kind, paths in (("image", self.paths), ("mask", self.mask_paths or [])):
-            missing = [i for i, path in enumerate(paths) if not path.is_file()]
+            missing = [i for i, path in enumerate(paths)
+                       if not (path.is_file() or path.is_dir())]
             if missing:
                 first = missing[0]
                 raise FileNotFoundError(
@@ -129,7 +132,8 @@ class Manifest:
         """Paths for per-row outputs, relative to an output folder, without image suffix.
 
         A relative image path inside ``root`` is kept (``A/train/x.png`` ->
-        ``A/train/x``); any other path gives its file name alone.
+        ``A/train/x``; a DICOM series folder ``A/series/`` -> ``A/series``);
+        any other path gives its file name alone.
 
         Raises
         ------
@@ -138,7 +142,10 @@ class Manifest:
         """
         outputs = []
         for text in self.table[self.image_key].astype(str):
-            stem, _ = split_suffix(text)
+            if (self.root / text).is_dir() and not text.lower().endswith(IMAGE_SUFFIXES):
+                stem = text.rstrip("/" + os.sep) or text     # a DICOM series folder
+            else:
+                stem, _ = split_suffix(text)
             path = Path(stem)
             outputs.append(path.as_posix() if not path.is_absolute() and ".." not in path.parts
                            else path.name)
@@ -147,11 +154,18 @@ class Manifest:
                              "same name; give them distinct relative paths")
         return outputs
 
-    def dataset(self, normalizer: str = "none") -> ImageDataset:
-        """A lazy :class:`ImageDataset` over the rows' images (masks applied)."""
+    def dataset(self, normalizer: str = "none", *, reorient: bool = False,
+                voxel_size: float | Sequence[float] | None = None,
+                out_shape: Sequence[int] | None = None) -> ImageDataset:
+        """A lazy :class:`ImageDataset` over the rows' images (masks applied).
+
+        ``reorient``, ``voxel_size`` and ``out_shape``: the opt-in geometry
+        step of :class:`ImageDataset` (off by default).
+        """
         from ._dataset import ImageDataset
 
-        return ImageDataset(self.paths, masks=self.mask_paths, normalizer=normalizer)
+        return ImageDataset(self.paths, masks=self.mask_paths, normalizer=normalizer,
+                            reorient=reorient, voxel_size=voxel_size, out_shape=out_shape)
 
 
 def read_manifest(path: str | os.PathLike, *, image_key: str = "image",
@@ -170,9 +184,10 @@ def read_manifest(path: str | os.PathLike, *, image_key: str = "image",
         relative to the manifest's folder or, failing that, the current
         folder; or a folder holding ``manifest.tsv``
         (as written by ``istn_sk.datasets.make``); or any other folder, read
-        recursively for ``.nii``, ``.nii.gz`` and ``.png`` files (columns
-        ``id``, ``image`` and ``site``, the first sub-folder's name, empty for
-        files at the top).
+        recursively for image files of the known suffixes and for DICOM
+        series (sub-folders holding DICOM files; a folder that is itself one
+        series gives one row) (columns ``id``, ``image`` and ``site``, the
+        first sub-folder's name, empty for files at the top).
     image_key : str, default="image"
         Column of image paths, relative to the manifest's folder.
     mask_key : str, optional
@@ -295,19 +310,38 @@ def combine_manifests(manifests: Sequence[Manifest], sites: Sequence[str], *,
                     first.mask_key, source=" + ".join(m.source for m in manifests))
 
 
+def _series_folders(folder: Path, others: Sequence[Path]) -> list[Path]:
+    """The folders (``folder`` itself included) directly holding DICOM files among ``others``."""
+    found: dict[Path, bool] = {}
+    for file in others:
+        if not found.get(file.parent) and is_dicom_file(file):
+            found[file.parent] = True
+    return sorted(found)
+
+
 def _folder_manifest(folder: Path, image_key: str, mask_key: str | None) -> Manifest:
     import pandas as pd
 
-    files = sorted(
-        file for file in folder.rglob("*")
-        if file.is_file() and file.name.lower().endswith(IMAGE_SUFFIXES)
-        and not any(part.startswith(".") for part in file.relative_to(folder).parts)
-    )
+    files, others = [], []
+    for file in sorted(folder.rglob("*")):
+        if not file.is_file() or any(part.startswith(".")
+                                     for part in file.relative_to(folder).parts):
+            continue
+        (files if file.name.lower().endswith(IMAGE_SUFFIXES) else others).append(file)
+    series = _series_folders(folder, others)
+    if series == [folder] and not files:      # one series: a row of it, from its parent
+        table = pd.DataFrame({"id": [folder.name], image_key: [folder.name], "site": [""]})
+        return Manifest(table, folder.parent, image_key, mask_key, source=str(folder))
+    if folder in series:
+        raise ValueError(f"{folder} holds DICOM files beside other images or series; put "
+                         "each DICOM series in a folder of its own")
+    files = sorted([*files, *series])
     if not files:
-        raise ValueError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}) "
+                         "nor DICOM series folders")
     relative = [file.relative_to(folder) for file in files]
     table = pd.DataFrame({
-        "id": [Path(split_suffix(path.name)[0]).name for path in relative],
+        "id": [Path(split_suffix(folder / path)[0]).name for path in relative],
         image_key: [path.as_posix() for path in relative],
         "site": [path.parts[0] if len(path.parts) > 1 else "" for path in relative],
     })
@@ -325,6 +359,6 @@ def files_manifest(paths: Iterable[str | os.PathLike], *, image_key: str = "imag
     import pandas as pd
 
     files = [Path(path).resolve() for path in paths]
-    table = pd.DataFrame({"id": [split_suffix(file.name)[0] for file in files],
+    table = pd.DataFrame({"id": [Path(split_suffix(file)[0]).name for file in files],
                           image_key: [str(file) for file in files]})
     return Manifest(table, Path.cwd(), image_key, source="the image files").check_files()
