@@ -18,6 +18,7 @@ from ._alongside import TrainedAlongsideMixin, task_to_train_alongside
 from ._batch_norm import recompute_batch_norm
 from ._checkpoint import checkpointing, restore, resumable
 from ._epoch_selection import check_epoch_selection, split_for_selection
+from ._multi_source import fit_many_sites, mapped_batches, source_sites
 from ._networks import build_istn, build_training_net
 from ._validation import check_finite, image_layout, source_mask
 from .nn import ISTN
@@ -40,15 +41,9 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     itn : bool, default=True
         Use an image transformer network. ``False`` gives an STN-only ISTN.
     itn_output : {"full_range", "clip", "tanh"}, default="full_range"
-        How the ITN turns its last feature map ``h`` into an image.
-        ``"full_range"``: ``tanh(artanh(0.95 x) + h) / 0.95`` clamped to
-        [-1, 1] with a straight-through gradient
-        (:func:`~istn_sk.nn._itn.full_range_output`), the identity at
-        initialisation, able to reach any intensity from any input, exact ±1
-        included (strokes can thicken), with no gradient cut; ``"clip"``: ``clip(x + tanh(h),
-        -1, 1)``, identity at initialisation but unable to move a pixel by a
-        full unit (background cannot pass mid-grey); ``"tanh"``: the paper's
-        plain ``tanh(h)``. See docs/results.md for the measured comparison.
+        How the ITN turns its last feature map into an image (see
+        :class:`~istn_sk.nn.ImageTransformerNetwork`; ``"tanh"`` is the
+        paper's). Measured in docs/results.md.
     stn : str or None, default="affine"
         Registered spatial transformer: ``"affine"``, ``"bspline"``,
         ``"none"`` (None is the same as ``"none"``) or one from a plugin.
@@ -100,24 +95,18 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         of the adapter and a task estimator instead.
     task_weight : float, default=1.0
         With ``task``, the weight of the source task loss on S2T in the
-        ISTN's own objective (the joint, task-driven scheme: the ISTN is
-        pushed to keep what the task model needs, so class content such as
-        fractures survives the appearance change). 0 trains the task model
-        alongside without steering the ISTN. Without ``task`` it has no
-        effect. Target labels are never read. The default is what the shift
-        suite measured best (docs/results.md).
+        ISTN's own objective (the joint, task-driven scheme: class content
+        survives the appearance change); 0 does not steer the ISTN. Target
+        labels are never read. Measured in docs/results.md.
     ema_decay : float or None, default=0.99
         Transform (and, with ``task``, predict) with exponential moving
         averages of the ISTN and task-model weights, updated after every step
         with this decay in (0, 1) (0.99 averages about the last 100 steps);
-        None uses the last weights. The model trained alongside can swing by
-        0.2-0.3 accuracy between epochs; the averages remove the worst case
-        (docs/results.md: A -> D, one seed of three, 0.564 -> 0.820).
+        None uses the last weights (measured in docs/results.md).
     augmentation : str, optional
-        Registered augmentation policy for every training batch of both
-        domains (never in ``transform``): ``"reference"``, the reference
-        code's p=0.5 shift by up to ±3 voxels and p=0.5 flip of the last
-        axis, ``"shift"``, or one from a plugin. Measured in docs/results.md.
+        Registered policy for every training batch of both domains (never in
+        ``transform``): ``"reference"`` (p=0.5 shift by up to ±3 voxels, p=0.5
+        flip of the last axis), ``"shift"``, or a plugin's (docs/results.md).
     dis_augmentation : str, optional
         Registered policy applied to every discriminator input, real and
         fake (differentiable; DiffAugment is ``"translation_cutout"``).
@@ -132,19 +121,20 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     validation_fraction : float, default=0.1
         The held-out part of each domain, with ``select_epoch`` only.
     checkpoint_dir : path-like, optional
-        Write a checkpoint (weights, optimizer states, history, RNG state)
-        there after every epoch. A later ``fit`` with the same parameters
-        and data resumes from it, losing at most the epoch in progress, and
-        on CPU ends bit-identical to an uninterrupted run; a larger
-        ``max_epochs`` continues a finished run. A checkpoint of another fit
-        there is an error, never overwritten. Ctrl-C (SIGINT) or SIGTERM
-        stops such a fit, once no checkpoint is being written, with
-        :class:`~istn_sk.TrainingInterrupted` (exit status 130 or 143 when
-        uncaught, no traceback) and one line naming the checkpoint.
+        Write a checkpoint there after every epoch; a later ``fit`` with the
+        same parameters and data resumes from it (on CPU bit-identical to an
+        uninterrupted run; a larger ``max_epochs`` continues a finished run).
+        SIGINT/SIGTERM stop such a fit with :class:`~istn_sk.TrainingInterrupted`
+        (:mod:`~istn_sk._checkpoint`).
     callbacks : list of skorch callbacks, optional
         Added to the training net (e.g. ``skorch.callbacks.Checkpoint``).
     verbose : int, default=0
         0 silent, 1 a line per epoch, 2 also a progress bar per epoch.
+    multi_source : {"conditioned", "independent"}, default="conditioned"
+        With several source sites (``sample_domain`` 1, 2, ...): one ISTN
+        conditioned on the site (FiLM) and one discriminator, or one ISTN and
+        discriminator per site (:mod:`~istn_sk._multi_source`,
+        docs/many-sites.md). One source site ignores it.
 
     Attributes
     ----------
@@ -164,6 +154,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         it to unmodified target images.
     best_epoch_ : int or None
         The epoch ``select_epoch`` kept (None without it).
+    source_sites_ : ndarray or None
+        Sorted source site ids of ``fit`` (``[1]`` without ``sample_domain``; None: old file).
 
     Examples
     --------
@@ -179,7 +171,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                  device="cpu", random_state=None, task=None, task_weight=1.0, ema_decay=0.99,
                  augmentation=None, dis_augmentation=None, dis_regularisers=None,
                  select_epoch=None, validation_fraction=0.1, checkpoint_dir=None, callbacks=None,
-                 verbose=0):
+                 verbose=0, multi_source="conditioned"):
         self.itn = itn
         self.itn_output = itn_output
         self.stn = stn
@@ -211,6 +203,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
         self.verbose = verbose
+        self.multi_source = multi_source
 
     __metadata_request__fit = {"sample_domain": True}
     __metadata_request__transform = {"sample_domain": True}
@@ -235,7 +228,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
             Only read to find target rows when ``sample_domain`` is None:
             -1 (NaN for regression) marks a target row.
         sample_domain : array-like of shape (n,), optional
-            skada's convention: > 0 source, < 0 target.
+            skada's convention: > 0 source (its source site), < 0 target.
 
         Returns
         -------
@@ -247,8 +240,11 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         is_source = source_mask(y, sample_domain, n_samples=X.shape[0])
         check_adapter_params(self, layout.spatial)
         check_epoch_selection(self)
+        sites = source_sites(self, sample_domain, is_source)
         _warn_if_out_of_range(X)
         array = np.ascontiguousarray(layout.to_images(X), dtype=np.float32)
+        if len(sites) > 1:
+            return fit_many_sites(self, X, y, layout, array, is_source, sites, sample_domain)
         checkpoint, extra_callbacks = checkpointing(self, array, is_source, y)
         images = torch.from_numpy(array)
         source = images[torch.from_numpy(is_source)]
@@ -281,6 +277,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         self.history_ = net.history
         self.n_channels_ = layout.channels
         self.image_shape_ = layout.spatial
+        self.source_sites_ = sites
         return self
 
     def fit_transform(self, X, y=None, sample_domain=None):
@@ -296,7 +293,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         sample_domain : array-like of shape (n,), optional
             Rows with ``sample_domain < 0`` (target) are returned unmodified,
             the paper's protocol for target data; without it every row is
-            transformed.
+            transformed. Needed after a fit on several source sites: each
+            source row is mapped by its site's ISTN.
 
         Returns
         -------
@@ -315,7 +313,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                                  "mode='cyclegan'")
         return self._apply("t2s", X, sample_domain, keep=lambda domains: domains > 0)
 
-    def explain(self, X, direction: str = "s2t") -> dict[str, np.ndarray]:
+    def explain(self, X, direction: str = "s2t", sample_domain=None) -> dict[str, np.ndarray]:
         """The parts of the transform a person inspects, for each image.
 
         Parameters
@@ -323,6 +321,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         X : array-like, same layout as in ``fit``
         direction : {"s2t", "t2s"}, default="s2t"
             ``"t2s"`` in cyclegan mode explains the inverse map.
+        sample_domain : array-like of shape (n,), optional
+            Each row's source site; needed after a fit on several sites.
 
         Returns
         -------
@@ -336,8 +336,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         images, _, dtype = self._images(X)
         istn = self._istn(direction)
         parts = {"appearance": [], "displacement": [], "output": []}
-        for batch in self._batches(images):
-            explained = istn.explain(batch)
+        for batch, explained in mapped_batches(self, istn, images, sample_domain, explain=True):
             if explained["displacement"] is None:
                 explained["displacement"] = batch.new_zeros(
                     batch.shape[0], batch.dim() - 2, *batch.shape[2:])
@@ -352,7 +351,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         images, layout, dtype = self._images(X)
         istn = self._istn(direction)
-        out = np.concatenate([istn(batch).cpu().numpy() for batch in self._batches(images)])
+        out = np.concatenate([mapped.cpu().numpy()
+                              for _, mapped in mapped_batches(self, istn, images, sample_domain)])
         if sample_domain is not None:
             domains = np.asarray(sample_domain).ravel()
             if domains.shape[0] != images.shape[0]:
@@ -380,10 +380,11 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                 batch = torch.from_numpy(images[start:start + self.batch_size])
                 yield batch.to(self.device)
 
-    def _build_net(self, layout, task=None, extra_callbacks=()) -> AdversarialISTNNet:
+    def _build_net(self, layout, task=None, extra_callbacks=(),
+                   n_sites=1) -> AdversarialISTNNet:
         """The untrained skorch net for ``layout`` (:func:`~._networks.build_training_net`)."""
         return build_training_net(self, layout, task, [*self._training_callbacks(),
-                                                        *extra_callbacks])
+                                                        *extra_callbacks], n_sites)
 
     def _build_istn(self, layout) -> ISTN:
         """One untrained ISTN for ``layout`` (:func:`~._networks.build_istn`)."""

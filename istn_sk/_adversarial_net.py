@@ -21,20 +21,27 @@ class PairedDomains(Dataset):
     Its length is the larger domain's, so every image of both domains is seen
     once per epoch; shuffling the indices changes which images share a batch.
     With ``source_targets`` (the simultaneous scheme), items are
-    ``(source, target, source_target)``.
+    ``(source, target, source_target)``. With ``source_sites`` (several source
+    sites: site indices), the source image's site index ends every item; the
+    target image of the item is mapped by that site's ISTN in the identity term.
     """
 
     def __init__(self, source: torch.Tensor, target: torch.Tensor,
-                 source_targets: torch.Tensor | None = None) -> None:
+                 source_targets: torch.Tensor | None = None,
+                 source_sites: torch.Tensor | None = None) -> None:
         self.source = source
         self.target = target
         self.source_targets = source_targets
+        self.source_sites = source_sites
 
     def __len__(self) -> int:
         return max(len(self.source), len(self.target))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         i, j = index % len(self.source), index % len(self.target)
+        if self.source_sites is not None:
+            extra = () if self.source_targets is None else (self.source_targets[i],)
+            return self.source[i], self.target[j], *extra, self.source_sites[i]
         if self.source_targets is None:
             return self.source[i], self.target[j]
         return self.source[i], self.target[j], self.source_targets[i]
@@ -74,6 +81,13 @@ def _scores_for(loss, logits: torch.Tensor) -> torch.Tensor:
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """Map images from [-1, 1] to [0, 1], where every registered loss applies."""
     return (images + 1.0) / 2.0
+
+
+def _call(network: nn.Module, images: torch.Tensor, sites: torch.Tensor | None) -> torch.Tensor:
+    """``network(images)``, with the rows' site indices for a network that ``takes_sites``."""
+    if sites is not None and getattr(network, "takes_sites", False):
+        return network(images, sites)
+    return network(images)
 
 
 class AdversarialISTNNet(NeuralNet):
@@ -190,16 +204,22 @@ class AdversarialISTNNet(NeuralNet):
     def _seen_by_discriminator(self, images: torch.Tensor) -> torch.Tensor:
         return images if self.dis_augment_ is None else self.dis_augment_(images)
 
-    def _adversarial(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-        score = _scores_for(self.criterion_.gan, discriminator(self._seen_by_discriminator(fake)))
+    def _adversarial(self, discriminator: nn.Module, fake: torch.Tensor,
+                     sites: torch.Tensor | None = None) -> torch.Tensor:
+        score = _scores_for(self.criterion_.gan,
+                            _call(discriminator, self._seen_by_discriminator(fake), sites))
         return self.criterion_.gan(score, soft_labels(score, 1))
 
     def _image_loss(self, output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return self.criterion_.idt(to_unit(output), to_unit(reference))
 
     def istn_losses(self, source: torch.Tensor, target: torch.Tensor,
-                    source_targets: torch.Tensor | None = None):
+                    source_targets: torch.Tensor | None = None,
+                    sites: torch.Tensor | None = None):
         """The ISTN's loss terms on one batch, and the fakes each discriminator judges.
+
+        ``sites`` (several source sites): each pair's source site index; the
+        pair's source and target images go through that site's ISTN.
 
         Returns
         -------
@@ -211,10 +231,11 @@ class AdversarialISTNNet(NeuralNet):
             ``{"target": S2T}`` and, in cyclegan mode, ``{"source": T2S}``.
         """
         istn, dis, weight = self.module_, self.discriminator_, self.consistency_weight
-        s2t = istn["s2t"](source)
+        s2t = _call(istn["s2t"], source, sites)
         terms = {
-            "gan_loss": self._adversarial(dis["target"], s2t),
-            "idt_loss": 0.5 * weight * self._image_loss(istn["s2t"](target), target),
+            "gan_loss": self._adversarial(dis["target"], s2t, sites),
+            "idt_loss": 0.5 * weight * self._image_loss(_call(istn["s2t"], target, sites),
+                                                        target),
         }
         fakes = {"target": s2t}
         if self.task_net is not None and self.task_weight > 0:
@@ -233,12 +254,14 @@ class AdversarialISTNNet(NeuralNet):
         return terms, fakes
 
     def discriminator_loss(self, fakes: dict[str, torch.Tensor],
-                           reals: dict[str, torch.Tensor]) -> torch.Tensor:
+                           reals: dict[str, torch.Tensor],
+                           sites: torch.Tensor | None = None) -> torch.Tensor:
         """``½[dis(D(fake), 0) + dis(D(real), 1)]``, summed over the discriminators.
 
         Fakes and reals go through each discriminator in one batch: it
         normalises per image (instance norm), so this is the same function
-        as two passes, with half the calls.
+        as two passes, with half the calls. With ``sites``, a per-site
+        discriminator judges each pair's fake and real with the pair's site.
         """
         loss = 0.0
         needs_gradient = any(getattr(r, "needs_real_gradient", False) for r in self.regularisers_)
@@ -247,7 +270,8 @@ class AdversarialISTNNet(NeuralNet):
             seen_fake, real = seen.split([len(fake), len(seen) - len(fake)])
             if needs_gradient:
                 real = real.detach().requires_grad_(True)
-            logits = self.discriminator_[name](torch.cat([seen_fake, real]))
+            both = None if sites is None else torch.cat([sites, sites])
+            logits = _call(self.discriminator_[name], torch.cat([seen_fake, real]), both)
             p_fake, p_real = _scores_for(self.criterion_.dis, logits).split([len(fake), len(real)])
             loss = loss + 0.5 * (self.criterion_.dis(p_fake, soft_labels(p_fake, 0))
                                  + self.criterion_.dis(p_real, soft_labels(p_real, 1)))
@@ -270,20 +294,24 @@ class AdversarialISTNNet(NeuralNet):
     def train_step(self, batch, **fit_params):
         """One ISTN update, one discriminator update and, if any, one task update."""
         self._set_training(True)
+        sites = None
+        if getattr(self.module_["s2t"], "takes_sites", False):
+            batch, sites = batch[:-1], batch[-1].to(self.device)
         source, target = (part.to(self.device).contiguous(memory_format=self.memory_format)
                           for part in batch[:2])
         if self.augment_ is not None:
             source, target = self.augment_(source), self.augment_(target)
 
         self.discriminator_.requires_grad_(False)
-        terms, fakes = self.istn_losses(source, target, batch[2] if len(batch) > 2 else None)
+        terms, fakes = self.istn_losses(source, target, batch[2] if len(batch) > 2 else None,
+                                        sites)
         istn_loss = sum(terms.values())
         self.optimizer_.zero_grad()
         istn_loss.backward()
         self.optimizer_.step()
         self.discriminator_.requires_grad_(True)
 
-        dis_loss = self.discriminator_loss(fakes, {"target": target, "source": source})
+        dis_loss = self.discriminator_loss(fakes, {"target": target, "source": source}, sites)
         self.optimizer_discriminator_.zero_grad()
         dis_loss.backward()
         self.optimizer_discriminator_.step()

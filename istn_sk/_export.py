@@ -63,6 +63,11 @@ def _adapter_network(adapter, direction: str | None):
     if direction not in adapter.net_.module_:
         raise ValueError(f"direction must be one of {list(adapter.net_.module_)} for this "
                          f"adapter (mode={adapter.mode!r}), got {direction!r}")
+    if getattr(adapter.net_.module_[direction], "takes_sites", False):
+        raise ValueError(f"this ISTNAdapter maps {len(adapter.source_sites_)} source sites "
+                         f"{adapter.source_sites_.tolist()} with a network that takes each "
+                         "image's site as a second input; exporting it is not built (fit one "
+                         "site per adapter to export)")
     spatial = tuple(adapter.image_shape_)
     images = ["batch", adapter.n_channels_, *spatial]
     architecture = {

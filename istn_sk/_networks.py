@@ -9,9 +9,11 @@ from ._adapter_params import per_axis
 from ._adversarial_net import AdversarialISTNNet, GANLosses
 from ._registry import get_registry
 from .nn import ISTN, FullyConvolutionalNet, ImageTransformerNetwork, STNContext
+from .nn._film import PerSiteNetworks, SiteConditionedISTN
 
 
-def build_training_net(adapter, layout, task=None, callbacks=()) -> AdversarialISTNNet:
+def build_training_net(adapter, layout, task=None, callbacks=(),
+                       n_sites: int = 1) -> AdversarialISTNNet:
     """The untrained skorch net: ISTN(s), discriminator(s) and losses for ``layout``.
 
     Parameters
@@ -24,6 +26,11 @@ def build_training_net(adapter, layout, task=None, callbacks=()) -> AdversarialI
         An initialised task estimator to train alongside (the simultaneous scheme).
     callbacks : sequence of skorch callbacks
         Every callback of the training net.
+    n_sites : int, default=1
+        Source sites. With more than one, ``adapter.multi_source`` chooses one
+        :class:`~istn_sk.nn._film.SiteConditionedISTN` and one discriminator
+        (``"conditioned"``), or a :class:`~istn_sk.nn._film.PerSiteNetworks` of
+        ISTNs and one of discriminators (``"independent"``).
     """
     registry = get_registry()
     losses = {
@@ -34,12 +41,22 @@ def build_training_net(adapter, layout, task=None, callbacks=()) -> AdversarialI
         raise ValueError(f"idt_loss={adapter.idt_loss!r} works on logits; the identity and "
                          "cycle terms compare images: choose an image loss such as 'l1'")
     directions = ["s2t", "t2s"] if adapter.mode == "cyclegan" else ["s2t"]
-    istns = nn.ModuleDict({key: build_istn(adapter, layout) for key in directions})
-    critics = nn.ModuleDict({
-        domain: FullyConvolutionalNet(len(layout.spatial), layout.channels, layout.spatial,
-                                      n_outputs=1, nf=2 * adapter.nf, norm_kind="instance")
-        for domain in (["target", "source"] if adapter.mode == "cyclegan" else ["target"])
-    })
+    def critic():
+        return FullyConvolutionalNet(len(layout.spatial), layout.channels, layout.spatial,
+                                     n_outputs=1, nf=2 * adapter.nf, norm_kind="instance")
+
+    if n_sites > 1 and adapter.multi_source == "independent":
+        istns = nn.ModuleDict({"s2t": PerSiteNetworks(
+            [build_istn(adapter, layout) for _ in range(n_sites)])})
+        critics = nn.ModuleDict({"target": PerSiteNetworks([critic() for _ in range(n_sites)])})
+    else:
+        istns = nn.ModuleDict({key: build_istn(adapter, layout) for key in directions})
+        if n_sites > 1:
+            istns["s2t"] = SiteConditionedISTN(istns["s2t"], n_sites)
+        critics = nn.ModuleDict({
+            domain: critic()
+            for domain in (["target", "source"] if adapter.mode == "cyclegan" else ["target"])
+        })
     return AdversarialISTNNet(
         istns, critics,
         criterion=GANLosses(losses["gan_loss"], losses["dis_loss"], losses["idt_loss"]),

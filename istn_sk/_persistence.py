@@ -97,6 +97,12 @@ def _history(net) -> list[dict]:
             for epoch in net.history]
 
 
+def _source_sites(adapter) -> dict:
+    """``{"source_sites_": [...]}``, or ``{}`` for an adapter loaded from a file without them."""
+    sites = getattr(adapter, "source_sites_", None)
+    return {} if sites is None else {"source_sites_": sites.tolist()}
+
+
 def _payload(estimator) -> dict:
     from ._adapter import ISTNAdapter
     from ._task import _TaskMixin
@@ -109,7 +115,8 @@ def _payload(estimator) -> dict:
             "params": _estimator_params(estimator),
             "fitted": {"n_channels_": estimator.n_channels_,
                        "image_shape_": list(estimator.image_shape_),
-                       "n_features_in_": int(estimator.n_features_in_)},
+                       "n_features_in_": int(estimator.n_features_in_),
+                       **_source_sites(estimator)},
             "state": {"module": net.module_.state_dict(),
                       "discriminator": net.discriminator_.state_dict()},
             "history": _history(net),
@@ -222,7 +229,9 @@ def load_model(path: str | os.PathLike):
         return task
     adapter = build(plan["build"])
     spatial = plan["image_shape_"]
-    net = adapter._build_net(ImageLayout((), plan["n_channels_"], spatial))
+    sites = plan["source_sites_"]
+    net = adapter._build_net(ImageLayout((), plan["n_channels_"], spatial),
+                             n_sites=1 if sites is None else len(sites))
     net.initialize()
     net.module_.load_state_dict(plan["state"]["module"])
     net.discriminator_.load_state_dict(plan["state"]["discriminator"])
@@ -230,5 +239,6 @@ def load_model(path: str | os.PathLike):
     adapter.net_, adapter.history_ = net, net.history_
     adapter.n_channels_, adapter.image_shape_ = plan["n_channels_"], spatial
     adapter.n_features_in_ = plan["n_features_in_"]
+    adapter.source_sites_ = None if sites is None else np.asarray(sites)
     adapter.task_ = None if plan["task"] is None else build_task(plan["task"])
     return adapter

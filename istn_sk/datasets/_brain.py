@@ -1,10 +1,13 @@
-"""Simulated two-site 3D brain MRI with sex and age labels: population, files, loaders.
+"""Simulated multi-site 3D brain MRI with sex and age labels: population, files, loaders.
 
 Site ``camcan`` (index 0) draws ages uniformly in 30-87 years, site ``ukbb``
-(index 1) in 48-71; sexes are balanced in every prefix of a site's subjects.
-Optional travelling subjects (ages 48-71) are imaged at both sites. Every
-scan has its own random streams, so the data are bit-identical for a seed
-whatever ``n_jobs`` is.
+(index 1) in 48-71; with ``n_sites > 2``, sites ``site2``, ``site3``, ... have
+their own scanner factors and age ranges containing 48-71
+(:func:`~._brain_scanner.get_site`). Sexes are balanced in every prefix of a
+site's subjects. Optional travelling subjects (ages 48-71) are imaged at every
+site. Every scan has its own random streams, so the data are bit-identical for
+a seed whatever ``n_jobs`` is, and the first two sites are the same whatever
+``n_sites`` is.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ._brain_anatomy import draw_subject, load_template, tissue_maps
-from ._brain_scanner import SITES, placement, scan, standardise
+from ._brain_scanner import get_site, placement, scan, site_list, standardise
+from ._brain_scanner import site_index as index_of_site
 from ._cache import prepare_out_dir, write_table
 from ._parallel import parallel_map
 
@@ -73,17 +77,20 @@ def _balanced_sexes(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(blocks)[:n] if blocks else np.zeros(0, dtype=np.int64)
 
 
-def population(n_per_site: int, travelling_subjects: int, random_state: int) -> list[Scan]:
-    """The scans of both sites, then of the travelling subjects (one per site each).
+def population(n_per_site: int, travelling_subjects: int, random_state: int,
+               n_sites: int = 2) -> list[Scan]:
+    """The scans of every site, then of the travelling subjects (one per site each).
 
     Ages, sexes and random streams are drawn so that the scans for ``n`` are
-    the first ones for any larger ``n``.
+    the first ones for any larger ``n``, and a site's scans do not depend on
+    ``n_sites``.
     """
     n_per_site = _check_count("n_per_site", n_per_site, 1)
     travelling_subjects = _check_count("travelling_subjects", travelling_subjects, 0)
+    sites = site_list(_check_count("n_sites", n_sites, 2))
     random_state = int(random_state)
     scans = []
-    for site_index, site in enumerate(SITES):
+    for site_index, site in enumerate(sites):
         rng = np.random.default_rng(np.random.SeedSequence([random_state, 24, site_index]))
         ages = np.round(rng.uniform(*site.age_range, size=n_per_site), 1)
         rng = np.random.default_rng(np.random.SeedSequence([random_state, 26, site_index]))
@@ -101,15 +108,15 @@ def population(n_per_site: int, travelling_subjects: int, random_state: int) -> 
                     scan_key=(random_state, 22, site_index, i),
                 )
             )
-    low = max(site.age_range[0] for site in SITES)
-    high = min(site.age_range[1] for site in SITES)
+    low = max(site.age_range[0] for site in sites)
+    high = min(site.age_range[1] for site in sites)
     rng = np.random.default_rng(np.random.SeedSequence([random_state, 25]))
     ages = np.round(rng.uniform(low, high, size=travelling_subjects), 1)
     rng = np.random.default_rng(np.random.SeedSequence([random_state, 27]))
     sexes = _balanced_sexes(travelling_subjects, rng)
     for j in range(travelling_subjects):
         subject = f"travel-{j:03d}"
-        for site_index, site in enumerate(SITES):
+        for site_index, site in enumerate(sites):
             scans.append(
                 Scan(
                     id=f"{subject}-{site.name}",
@@ -134,7 +141,7 @@ def simulate_scan(spec: Scan, shape: tuple[int, int, int]) -> tuple[np.ndarray, 
     mask : ndarray of bool, shape ``shape``
     """
     template = load_template(shape)
-    site = SITES[spec.site]
+    site = get_site(spec.site)
     subject = draw_subject(
         spec.age, spec.sex, np.random.default_rng(np.random.SeedSequence(spec.anatomy_key))
     )
@@ -159,8 +166,9 @@ def simulate_brain_sites(
     n_jobs: int | None = 1,
     travelling_subjects: int = 0,
     verbose: int = 0,
+    n_sites: int = 2,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Simulate the two-site brain MRI data set in memory.
+    """Simulate the multi-site brain MRI data set in memory (two sites by default).
 
     Parameters
     ----------
@@ -174,10 +182,14 @@ def simulate_brain_sites(
     n_jobs : int, default=1
         joblib workers.
     travelling_subjects : int, default=0
-        Extra subjects, aged 48-71, each imaged at both sites (appended last,
-        ordered subject by subject, site 0 then site 1).
+        Extra subjects, aged 48-71, each imaged at every site (appended last,
+        ordered subject by subject, then by site).
     verbose : int, default=0
         Show a progress bar when positive.
+    n_sites : int, default=2
+        Sites (at least 2): ``camcan``, ``ukbb``, then ``site2``, ``site3``,
+        ... each with its own scanner factors (deterministic, whatever the
+        seed). Two sites give the same data as before this option existed.
 
     Returns
     -------
@@ -188,10 +200,10 @@ def simulate_brain_sites(
     age : ndarray of float64, shape (n,)
         Years.
     site : ndarray of int64, shape (n,)
-        0 ``camcan``, 1 ``ukbb``.
+        0 ``camcan``, 1 ``ukbb``, ``k >= 2`` ``site<k>``.
     """
     shape = _check_shape(shape)
-    scans = population(n_per_site, travelling_subjects, random_state)
+    scans = population(n_per_site, travelling_subjects, random_state, n_sites)
     results = parallel_map(
         simulate_scan,
         [(spec, shape) for spec in scans],
@@ -232,15 +244,17 @@ def make_brain_sites(
     travelling_subjects: int = 0,
     verbose: int = 0,
     overwrite: bool = False,
+    n_sites: int = 2,
 ) -> Path:
-    """Write the two-site brain MRI data set as NIfTI files and a TSV manifest.
+    """Write the multi-site brain MRI data set as NIfTI files and a TSV manifest.
 
     Images (``images/<id>_T1w.nii.gz``, float32, standardised inside the
     brain, 0 outside; no ``tanh``) and masks (``masks/<id>_mask.nii.gz``,
     uint8) carry the MNI152 affine scaled to the output voxel size, as qform
     and sform (code 4, MNI). ``manifest.tsv`` has the columns ``id``,
     ``subject``, ``image``, ``mask`` (paths relative to the manifest),
-    ``age``, ``sex`` (``F``/``M``) and ``site`` (``camcan``/``ukbb``).
+    ``age``, ``sex`` (``F``/``M``) and ``site`` (``camcan``, ``ukbb``, then
+    ``site2``, ... with ``n_sites > 2``).
 
     Parameters
     ----------
@@ -251,6 +265,8 @@ def make_brain_sites(
         As in :func:`simulate_brain_sites`.
     overwrite : bool, default=False
         Write into a non-empty folder, replacing files of the same names.
+    n_sites : int, default=2
+        As in :func:`simulate_brain_sites`.
 
     Returns
     -------
@@ -265,7 +281,7 @@ def make_brain_sites(
     import pandas as pd
 
     shape = _check_shape(shape)
-    scans = population(n_per_site, travelling_subjects, random_state)
+    scans = population(n_per_site, travelling_subjects, random_state, n_sites)
     out_dir = prepare_out_dir(out_dir, overwrite)
     for folder in ("images", "masks"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
@@ -284,7 +300,7 @@ def make_brain_sites(
             "mask": [_mask_path(spec) for spec in scans],
             "age": [spec.age for spec in scans],
             "sex": [SEX_CODES[spec.sex] for spec in scans],
-            "site": [SITES[spec.site].name for spec in scans],
+            "site": [get_site(spec.site).name for spec in scans],
         },
         columns=list(MANIFEST_COLUMNS),
     )
@@ -326,10 +342,10 @@ def load_brain_sites(
     missing = {"image", "age", "sex", "site"} - set(table.columns)
     if missing:
         raise ValueError(f"{manifest} lacks the columns {sorted(missing)}")
-    site_names = [site.name for site in SITES]
-    unknown = set(table["site"]) - set(site_names)
+    unknown = {name for name in set(table["site"]) if index_of_site(name) is None}
     if unknown:
-        raise ValueError(f"{manifest}: unknown sites {sorted(unknown)}; known: {site_names}")
+        raise ValueError(f"{manifest}: unknown sites {sorted(map(str, unknown))}; known: "
+                         "camcan, ukbb and site2, site3, ...")
     unknown = set(table["sex"]) - set(SEX_CODES)
     if unknown:
         raise ValueError(f"{manifest}: unknown sex codes {sorted(unknown)}; known: {SEX_CODES}")
@@ -341,5 +357,5 @@ def load_brain_sites(
         raise ValueError(f"{manifest}: images have different shapes")
     X = np.tanh(np.stack(images))[:, None].astype(np.float32)
     y_sex = table["sex"].map(SEX_CODES.index).to_numpy(np.int64)
-    site = table["site"].map(site_names.index).to_numpy(np.int64)
+    site = table["site"].map(index_of_site).to_numpy(np.int64)
     return X, y_sex, table["age"].to_numpy(np.float64), site

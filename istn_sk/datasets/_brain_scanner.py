@@ -1,11 +1,13 @@
-"""Imaging a simulated subject at one of two sites, and the paper's pre-processing.
+"""Imaging a simulated subject at one of the sites, and the paper's pre-processing.
 
 Each site is a 3T MPRAGE protocol (Cam-CAN-like: TR/TE/TI 2250/2.99/900 ms,
 flip 9 degrees; UK-Biobank-like: 2000/2.01/880 ms, flip 8 degrees) plus
 hidden scanner factors: inversion efficiency, transmit-field (flip-angle)
 pattern, receive bias field, resolution (blur), noise level, a vendor
 contrast curve, a systematic head-positioning offset and a gradient
-calibration error that scales the image geometry.
+calibration error that scales the image geometry. Sites beyond these two
+(:func:`get_site`, ``site2``, ``site3``, ...) draw every factor from a fixed
+stream, in ranges spanning the two sites' values.
 
 The signal of tissue ``t`` is the simple MPRAGE model
 ``PD_t * |1 - (1 + k) exp(-TI / T1_t) + exp(-TR / T1_t)| * exp(-TE / T2*_t)``
@@ -224,3 +226,66 @@ def standardise(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if values.size:
         result[mask] = (values - values.mean()) / max(float(values.std()), 1e-6)
     return result
+
+
+#: Seed of the scanner factors of sites beyond the first two.
+EXTRA_SITE_SEED = 2021
+#: Ages of every extra site's population: lower bound drawn in the first range, upper
+#: bound in the second, so each contains the travelling subjects' 48-71.
+_EXTRA_AGE_BOUNDS = ((30.0, 48.0), (71.0, 87.0))
+
+
+def _extra_site(index: int) -> Site:
+    """Site ``index >= 2``: a 3T MPRAGE protocol with factors drawn from a fixed stream.
+
+    Each factor is drawn uniformly in a range spanning (a little past) the
+    values of ``camcan`` and ``ukbb``; the stream depends only on ``index``,
+    so site ``k`` is the same whatever number of sites is simulated.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([EXTRA_SITE_SEED, index]))
+
+    def draw(low: float, high: float, size: int | None = None):
+        values = rng.uniform(low, high, size)
+        return float(values) if size is None else tuple(float(v) for v in values)
+
+    tr, te, ti, flip = draw(1900.0, 2400.0), draw(1.9, 3.2), draw(850.0, 950.0), draw(7.0, 10.0)
+    return Site(
+        name=f"site{index}",
+        description=f"simulated 3T MPRAGE site {index}, TR/TE/TI {tr:.0f}/{te:.2f}/{ti:.0f} ms",
+        tr=tr,
+        te=te,
+        ti=ti,
+        flip=flip,
+        age_range=(float(round(draw(*_EXTRA_AGE_BOUNDS[0]))),
+                   float(round(draw(*_EXTRA_AGE_BOUNDS[1])))),
+        inversion_efficiency=draw(0.86, 0.98),
+        transmit=draw(0.04, 0.18),
+        bias=draw(0.08, 0.22),
+        bias_direction=draw(-1.0, 1.0, 3),
+        blur_mm=draw(0.7, 1.6),
+        noise=draw(0.015, 0.045),
+        gamma=draw(0.7, 1.1),
+        rotation_offset=draw(-3.0, 3.0, 3),
+        translation_offset=draw(-2.5, 2.5, 3),
+        gradient_scale=draw(0.95, 1.03),
+    )
+
+
+def get_site(index: int) -> Site:
+    """Site ``index``: ``SITES[0]``, ``SITES[1]``, then generated sites (``site2``, ...)."""
+    return SITES[index] if index < len(SITES) else _extra_site(index)
+
+
+def site_list(n_sites: int) -> tuple[Site, ...]:
+    """The first ``n_sites`` sites (``n_sites >= 2``); the first two are always ``SITES``."""
+    return tuple(get_site(index) for index in range(n_sites))
+
+
+def site_index(name: str) -> int | None:
+    """The index of the site called ``name`` (``camcan``, ``ukbb``, ``site<k>``), or None."""
+    if name in SITE_NAMES:
+        return SITE_NAMES.index(name)
+    digits = name[4:] if isinstance(name, str) and name.startswith("site") else ""
+    if digits.isdigit() and int(digits) >= len(SITES) and digits == str(int(digits)):
+        return int(digits)
+    return None

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ._encoder import ConvEncoder
+from ._film import apply_film
 from ._layers import check_spatial_dims
 from ._warp import voxel_grid
 
@@ -83,14 +84,18 @@ class AffineSTN(nn.Module):
         self.encoder = ConvEncoder(d, in_channels, self.image_shape, nf, norm_kind="batch",
                                    p_dropout=0.0)
         self.head = nn.Linear(self.encoder.out_channels, 2 * self.n_pairs + 2 * d)
+        self.film_channels = self.encoder.out_channels   # features an optional FiLM modulates
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         rows, cols = torch.triu_indices(d, d, offset=1)
         self.register_buffer("_upper_rows", rows, persistent=False)
         self.register_buffer("_upper_cols", cols, persistent=False)
 
-    def parameters_of(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def parameters_of(self, x: torch.Tensor, film=None) -> dict[str, torch.Tensor]:
         """The capped transform parameters for images ``x``.
+
+        ``film``, optional: a ``(scale, shift)`` pair of ``(n, film_channels)``
+        tensors modulating the pooled features before the head.
 
         Returns
         -------
@@ -98,7 +103,10 @@ class AffineSTN(nn.Module):
             ``rotation`` and ``shear`` angles ``(n, D(D-1)/2)`` in radians,
             ``scale`` ``(n, D)``, ``translation`` ``(n, D)`` in voxels.
         """
-        raw = torch.tanh(self.head(self.encoder(x).flatten(2).mean(dim=2)))
+        features = self.encoder(x).flatten(2).mean(dim=2)
+        if film is not None:
+            features = apply_film(features, film)
+        raw = torch.tanh(self.head(features))
         k, d = self.n_pairs, self.spatial_dims
         half_extent = torch.tensor([(size - 1) / 2 for size in self.image_shape],
                                    dtype=raw.dtype, device=raw.device)
@@ -120,8 +128,8 @@ class AffineSTN(nn.Module):
         shear[:, self._upper_rows, self._upper_cols] = torch.tan(params["shear"])
         return rotation @ shear @ torch.diag_embed(params["scale"])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Displacement field ``(n, D, *spatial)`` in voxels."""
-        params = self.parameters_of(x)
+    def forward(self, x: torch.Tensor, film=None) -> torch.Tensor:
+        """Displacement field ``(n, D, *spatial)`` in voxels (``film`` as in ``parameters_of``)."""
+        params = self.parameters_of(x, film)
         return affine_displacement(self.matrix_of(params), params["translation"],
                                    tuple(x.shape[2:]))

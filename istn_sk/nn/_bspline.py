@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._encoder import ConvEncoder
+from ._film import apply_film
 from ._layers import LINEAR_MODE, check_spatial_dims, conv
 
 _CONV_TRANSPOSE = {2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -98,17 +99,24 @@ class BSplineSTN(nn.Module):
         self.encoder = ConvEncoder(spatial_dims, in_channels, self.image_shape, nf,
                                    norm_kind="batch", p_dropout=0.0, until=max(self.grid_shape))
         self.head = conv(spatial_dims, self.encoder.out_channels, spatial_dims)
+        self.film_channels = self.encoder.out_channels   # features an optional FiLM modulates
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         cap = torch.tensor([self.max_displacement * size for size in self.image_shape])
         self.register_buffer("_cap", cap.view(1, -1, *([1] * spatial_dims)), persistent=False)
 
-    def control_points(self, x: torch.Tensor) -> torch.Tensor:
-        """Capped control-point displacements ``(n, D, *grid_shape)`` in voxels."""
+    def control_points(self, x: torch.Tensor, film=None) -> torch.Tensor:
+        """Capped control-point displacements ``(n, D, *grid_shape)`` in voxels.
+
+        ``film``, optional: a ``(scale, shift)`` pair of ``(n, film_channels)``
+        tensors modulating the features before the head.
+        """
         features = F.interpolate(self.encoder(x), size=self.grid_shape,
                                  mode=LINEAR_MODE[self.spatial_dims], align_corners=False)
+        if film is not None:
+            features = apply_film(features, film)
         return torch.tanh(self.head(features)) * self._cap.to(features.dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Displacement field ``(n, D, *spatial)`` in voxels."""
-        return bspline_displacement(self.control_points(x), self.cp_spacing, self.image_shape)
+    def forward(self, x: torch.Tensor, film=None) -> torch.Tensor:
+        """Displacement field ``(n, D, *spatial)`` in voxels (``film`` as in ``control_points``)."""
+        return bspline_displacement(self.control_points(x, film), self.cp_spacing, self.image_shape)

@@ -66,12 +66,16 @@ class ISTN(nn.Module):
         self.stn = stn
         self.warp = Warp() if warp is None else warp
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, film=None) -> torch.Tensor:
         """Transformed images, same shape as ``x``."""
-        return self.explain(x)["output"]
+        return self.explain(x, film)["output"]
 
-    def explain(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    def explain(self, x: torch.Tensor, film=None) -> dict[str, torch.Tensor | None]:
         """Every stage of the transform.
+
+        ``film``, optional: ``{"itn": [...], "stn": (scale, shift)}``, FiLM
+        conditioning passed to the ITN and the STN (see
+        :class:`~istn_sk.nn._film.SiteConditionedISTN`); None modulates nothing.
 
         Returns
         -------
@@ -80,9 +84,14 @@ class ISTN(nn.Module):
             ``displacement``: the field ``(n, D, *spatial)`` in voxels (None
             without an STN); ``output``: the final image.
         """
-        appearance = x if self.itn is None else self.itn(x)
+        film = film or {}
+        if self.itn is None:
+            appearance = x
+        else:
+            appearance = self.itn(x) if film.get("itn") is None else self.itn(x, film["itn"])
         if self.stn is None:
             return {"appearance": appearance, "displacement": None, "output": appearance}
-        displacement = self.stn(appearance)
+        displacement = (self.stn(appearance) if film.get("stn") is None
+                        else self.stn(appearance, film["stn"]))
         return {"appearance": appearance, "displacement": displacement,
                 "output": self.warp(appearance, displacement)}

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._film import apply_film
 from ._layers import LINEAR_MODE, check_spatial_dims, conv, conv_block, n_halvings
 
 ITN_OUTPUTS = ("full_range", "clip", "tanh")
@@ -91,21 +92,33 @@ class ImageTransformerNetwork(nn.Module):
             for level in reversed(range(depth))
         )
         self.out = conv(spatial_dims, nf, in_channels)
+        #: Channels of the maps an optional FiLM conditioning modulates, in ``forward``'s
+        #: order: the bottleneck output, then each decoder level's output (coarse to fine).
+        self.film_channels = (widths[-1], *reversed(widths[:-1]))
         if output != "tanh":
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Transformed images, same shape as ``x``, in [-1, 1]."""
+    def forward(self, x: torch.Tensor, film=None) -> torch.Tensor:
+        """Transformed images, same shape as ``x``, in [-1, 1].
+
+        ``film``, optional: one ``(scale, shift)`` pair of ``(n, C)`` tensors per
+        entry of ``film_channels``; each map ``h`` becomes ``h * (1 + scale) + shift``
+        (:func:`~istn_sk.nn._film.apply_film`). None (the default) modulates nothing.
+        """
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(skips[-1]))
         h = self.bottleneck(skips.pop())
+        if film is not None:
+            h = apply_film(h, film[0])
         mode = LINEAR_MODE[self.spatial_dims]
-        for block in self.up:
+        for level, block in enumerate(self.up):
             skip = skips.pop()
             h = F.interpolate(h, size=skip.shape[2:], mode=mode, align_corners=False)
             h = block(h) + skip
+            if film is not None:
+                h = apply_film(h, film[level + 1])
         h = self.out(h)
         if self.output == "full_range":
             return full_range_output(x.clamp(-1.0, 1.0), h)
