@@ -177,3 +177,19 @@ def test_deep_da_baselines_write_one_scored_row_per_method(tmp_path):
     rows = pd.read_csv(out / "deep-da.csv")
     assert list(rows.method) == ["source_only", "dann", "deep_coral"]
     assert rows.accuracy.between(0, 1).all() and (rows.target == "B").all()
+
+
+def test_many_sites_benchmark_scores_every_method(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "ISTN_SK_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "many_sites.py"), str(out), "--seeds", "0",
+         "--n-train", "12", "--max-epochs", "1"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_csv(out / "many-sites.csv")
+    assert list(rows.method) == ["pooled_unmapped", "oracle", "conditioned", "independent",
+                                 "per_site_pairs"]
+    assert rows.scratch.between(0, 1).all()
+    assert rows.alongside.notna().sum() == 2 and rows.alongside.dropna().between(0, 1).all()
