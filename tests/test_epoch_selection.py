@@ -26,7 +26,8 @@ def test_the_kept_epoch_is_the_best_scored_one_and_its_weights_are_restored(shap
     X, y, sd = shapes
     adapter = _adapter(select_epoch=criterion, validation_fraction=0.2).fit(X, y, sample_domain=sd)
     scores = adapter.history_[:, "selection_score"]
-    assert len(scores) == 4 and adapter.best_epoch_ == 1 + int(np.argmax(scores))
+    # only the second half competes (epochs 3 and 4 of 4)
+    assert len(scores) == 4 and adapter.best_epoch_ == 3 + int(np.argmax(scores[2:]))
     if criterion == "mapped_source_accuracy":
         assert all(0 <= score <= 1 for score in scores)
     else:

@@ -15,7 +15,10 @@ import sys
 
 import pandas as pd
 
-PATHS = ("alongside", "scratch", "handover")
+PATHS = ("alongside", "scratch", "scratch_shift", "handover")
+#: Content measures shown when the runs have them (see suite.py).
+CONTENT = ("oracle_on_s2t", "fractures_kept", "swellings_kept", "paired_ssim", "unmapped_ssim",
+           "paired_mae", "unmapped_mae")
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -24,7 +27,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     for (name, target, threads), group in runs.groupby(["name", "target", "threads"], sort=False):
         row = {"setting": name, "target": target, "threads": threads, "seeds": len(group)}
         gap = group.oracle - group.no_da
-        for column in ("no_da", "oracle", *PATHS, "oracle_on_s2t"):
+        for column in ("no_da", "oracle", *PATHS, *CONTENT):
             if column in group and group[column].notna().any():
                 row[column] = f"{group[column].mean():.3f} ± {group[column].std(ddof=1):.3f}"
         for path in PATHS:
