@@ -1,13 +1,15 @@
 """Feature-level deep domain adaptation baselines (skada's DANN and DeepCORAL), suite splits.
 
 The ISTN adapts images; DANN (Ganin et al. 2016) and DeepCORAL (Sun & Saenko
-2016) adapt a classifier's features instead. Both are skada's implementations,
-trained here on the shift suite's Morpho-MNIST splits (``suite.splits``: 1,000
-labelled source and 1,000 unlabelled target training digits per seed) with a
-task network of the suite's size (its encoder, flattened, then a linear layer:
-the features the adaptation loss aligns), and scored on the unmodified target
-test digits. ``source_only`` is the same network and budget without the
-adaptation loss. Each (method, target, seed) appends a row to ``OUT/deep-da.csv``::
+2016) adapt a classifier's features instead. Both are skada's implementations
+(DANN with the domain classifier :class:`SigmoidDomainClassifier`, as skada
+0.6's default cannot learn), trained here on the shift suite's Morpho-MNIST
+splits (``suite.splits``: 1,000 labelled source and 1,000 unlabelled target
+training digits per seed) with a task network of the suite's size (its
+encoder, flattened, then a linear layer: the features the adaptation loss
+aligns), and scored on the unmodified target test digits. ``source_only`` is
+the same network and budget without the adaptation loss. Each (method,
+target, seed) appends a row to ``OUT/deep-da.csv``::
 
     python examples/benchmarks/deep_da_baselines.py OUT --targets B D --seeds 0 1 2
 """
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from skada.deep import DANN, DeepCoral, SourceOnly
+from skada.deep.modules import GradientReversalLayer
 from suite import TASK, splits
 from torch import nn
 
@@ -46,6 +49,25 @@ class FlatFeatureNet(nn.Module):
         return self.head(self.features(self.encoder(x)))
 
 
+class SigmoidDomainClassifier(nn.Module):
+    """DANN's domain classifier (gradient reversal, 100 units, batch norm) ending in a sigmoid.
+
+    skada 0.6's default ``DomainClassifier`` ends its single output in a
+    softmax, which is 1 for every input: its BCE sits at the clamp (100) with
+    no gradient, so the adaptation loss does nothing (measured here: the same
+    predictions for ``reg`` 0, 1 and 100). This one ends in a sigmoid.
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.classifier = nn.Sequential(nn.Linear(num_features, 100), nn.BatchNorm1d(100),
+                                        nn.ReLU(), nn.Linear(100, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor, sample_weight=None) -> torch.Tensor:
+        """The probability that each feature vector comes from the target domain."""
+        return self.classifier(GradientReversalLayer.apply(x, 1.0)).squeeze(1)
+
+
 def build(method: str, seed: int, reg: float):
     """A skada deep estimator for ``method`` with the suite's task budget."""
     torch.manual_seed(seed)
@@ -54,7 +76,8 @@ def build(method: str, seed: int, reg: float):
               "batch_size": TASK["batch_size"], "optimizer": torch.optim.Adam,
               "train_split": None, "verbose": 0}
     if method == "dann":
-        return DANN(module, reg=reg, num_features=module.n_features, **common)
+        return DANN(module, reg=reg, domain_classifier=SigmoidDomainClassifier(module.n_features),
+                    **common)
     if method == "deep_coral":
         return DeepCoral(module, reg=reg, **common)
     return SourceOnly(module, **common)
