@@ -193,3 +193,20 @@ def test_many_sites_benchmark_scores_every_method(tmp_path):
                                  "per_site_pairs"]
     assert rows.scratch.between(0, 1).all()
     assert rows.alongside.notna().sum() == 2 and rows.alongside.dropna().between(0, 1).all()
+
+
+def test_brain_baselines_benchmark_scores_every_method_in_both_directions(tmp_path):
+    env = {**os.environ, "ISTN_SK_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "brain_baselines.py"), "--quick", "--task-epochs", "1",
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_csv(tmp_path / "out" / "brain-baselines.csv")
+    assert set(rows.direction) == {"camcan->ukbb", "ukbb->camcan"}
+    assert {"none", "z-score", "Nyul", "ComBat"} <= set(rows.method)
+    none = rows[rows.method == "none"].set_index("direction")
+    nyul = rows[rows.method == "Nyul"].set_index("direction")
+    # Nyul maps the source's intensity landmarks onto the target's: the distance falls
+    assert (nyul["intensity distance"] < none["intensity distance"]).all()
