@@ -223,15 +223,16 @@ def test_missing_extras_name_their_install_line(tmp_path, monkeypatch):
         read_image(tmp_path / "a.nrrd")
 
 
-def test_import_and_help_do_not_import_the_extras():
+def test_import_and_help_do_not_import_the_extras(tmp_path):
     code = ("import sys, istn_sk, istn_sk.io\n"
             "from istn_sk.io import read_image, read_manifest, harmonise_geometry\n"
             "from click.testing import CliRunner\n"
             "from istn_sk.cli.main import main\n"
             "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
             "print([m for m in ('pydicom', 'SimpleITK') if m in sys.modules])\n")
+    # from a neutral folder: the installed package, not the source tree in the current folder
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+                            check=True, env={"OMP_NUM_THREADS": "1", "PATH": ""}, cwd=tmp_path)
     assert result.stdout.strip() == "[]"
 
 
