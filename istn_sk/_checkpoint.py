@@ -261,18 +261,20 @@ def resumable(callbacks: Sequence, checkpoint: dict | None = None) -> Iterator[N
             raise
 
 
-def checkpointing(adapter, images: np.ndarray, is_source: np.ndarray, y):
+def checkpointing(adapter, images: np.ndarray, is_source: np.ndarray, y,
+                  domains: np.ndarray | None = None):
     """The checkpoint to resume ``adapter``'s fit from (or None), and the callbacks that write.
 
     The key covers the parameters (nested ones too), the images, the
     domains and the labels the fit reads: the source labels when a task
-    model trains alongside, none otherwise. Without ``checkpoint_dir``:
-    ``(None, [])``.
+    model trains alongside, none otherwise. ``domains`` (e.g. each row's
+    site) replaces ``is_source`` in the key when given. Without
+    ``checkpoint_dir``: ``(None, [])``.
     """
     if adapter.checkpoint_dir is None:
         return None, []
     directory = Path(adapter.checkpoint_dir)
     directory.mkdir(parents=True, exist_ok=True)
     labels = None if adapter.task is None or y is None else np.asarray(y)[is_source]
-    key = fingerprint(adapter, images, is_source, labels)
+    key = fingerprint(adapter, images, is_source if domains is None else domains, labels)
     return read_checkpoint(directory, key), [EpochCheckpoint(directory, key)]

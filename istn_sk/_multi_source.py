@@ -25,15 +25,13 @@ sources. Not built for several source sites: ``mode="cyclegan"`` and
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
 from ._adversarial_net import PairedDomains
 from ._alongside import task_to_train_alongside
-from ._checkpoint import EpochCheckpoint, fingerprint, read_checkpoint, restore, resumable
+from ._checkpoint import checkpointing, restore, resumable
 from ._networks import build_training_net
 from ._validation import SOURCE_DOMAIN
 
@@ -67,17 +65,6 @@ def _check_many_sites(adapter, sites: np.ndarray) -> None:
                          f"{sites.tolist()}): leave it None or fit one site")
 
 
-def _checkpointing(adapter, array: np.ndarray, codes: np.ndarray, y, is_source: np.ndarray):
-    """As :func:`~istn_sk._checkpoint.checkpointing`, keyed on each row's site too."""
-    if adapter.checkpoint_dir is None:
-        return None, []
-    directory = Path(adapter.checkpoint_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    labels = None if adapter.task is None or y is None else np.asarray(y)[is_source]
-    key = fingerprint(adapter, array, codes, labels)
-    return read_checkpoint(directory, key), [EpochCheckpoint(directory, key)]
-
-
 def fit_many_sites(adapter, X, y, layout, array: np.ndarray, is_source: np.ndarray,
                    sites: np.ndarray, sample_domain):
     """Fit ``adapter`` on several source sites and one target; ``ISTNAdapter.fit``'s tail.
@@ -106,7 +93,7 @@ def fit_many_sites(adapter, X, y, layout, array: np.ndarray, is_source: np.ndarr
     index = np.searchsorted(sites, domains[is_source]).astype(np.int64)
     codes = np.zeros(len(domains), dtype=np.int64)
     codes[is_source] = index + 1
-    checkpoint, extra_callbacks = _checkpointing(adapter, array, codes, y, is_source)
+    checkpoint, extra_callbacks = checkpointing(adapter, array, is_source, y, domains=codes)
     images = torch.from_numpy(array)
     source = images[torch.from_numpy(is_source)]
     site = torch.from_numpy(index)
