@@ -188,6 +188,16 @@ class AdversarialISTNNet(NeuralNet):
             modules["task"] = self.task_net.module_
         return modules
 
+    def networks_in_use(self) -> dict[str, nn.Module]:
+        """What ``transform``/``predict`` would use were training to stop now.
+
+        The weight averages when kept, else the live networks: ``"istn"``
+        (the ``ModuleDict`` of ISTNs) and, with a task model, ``"task"``.
+        """
+        if self.averages_ is None:
+            return self._averaged()
+        return {name: shadow.module for name, shadow in self.averages_.shadows.items()}
+
     def use_averages(self) -> None:
         """Load the weight averages (if kept) into the ISTNs and the task model."""
         if self.averages_ is not None:
@@ -267,11 +277,12 @@ class AdversarialISTNNet(NeuralNet):
         needs_gradient = any(getattr(r, "needs_real_gradient", False) for r in self.regularisers_)
         for name, fake in fakes.items():
             seen = self._seen_by_discriminator(torch.cat([fake.detach(), reals[name]]))
-            seen_fake, real = seen.split([len(fake), len(seen) - len(fake)])
-            if needs_gradient:
+            real = seen[len(fake):]
+            if needs_gradient:   # a gradient penalty differentiates D with respect to real
                 real = real.detach().requires_grad_(True)
+                seen = torch.cat([seen[:len(fake)], real])
             both = None if sites is None else torch.cat([sites, sites])
-            logits = _call(self.discriminator_[name], torch.cat([seen_fake, real]), both)
+            logits = _call(self.discriminator_[name], seen, both)
             p_fake, p_real = _scores_for(self.criterion_.dis, logits).split([len(fake), len(real)])
             loss = loss + 0.5 * (self.criterion_.dis(p_fake, soft_labels(p_fake, 0))
                                  + self.criterion_.dis(p_real, soft_labels(p_real, 1)))

@@ -88,14 +88,9 @@ class KeepBestEpoch(Callback):
     def on_train_begin(self, net, **kwargs) -> None:
         self.best_score_, self.best_epoch_, self.best_state_ = -np.inf, 0, None
 
-    def _snapshot(self, net) -> dict[str, torch.nn.Module]:
-        if net.averages_ is None:
-            return {"istn": net.module_, "task": net.task_net.module_}
-        return {name: shadow.module for name, shadow in net.averages_.shadows.items()}
-
     def score(self, net) -> float:
         """The criterion on this epoch's snapshot (higher is better)."""
-        snapshot = self._snapshot(net)
+        snapshot = net.networks_in_use()
         task = copy.deepcopy(snapshot["task"]).eval()
         with torch.no_grad():
             if self.criterion == "prediction_entropy":

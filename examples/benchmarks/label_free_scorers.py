@@ -106,12 +106,8 @@ def snapshot(net, source_train: torch.Tensor):
     run keeps them, and recomputes the ISTN's batch-norm statistics on the
     mapped source domain, as ``fit`` does at its end.
     """
-    if net.averages_ is None:
-        istn, task = net.module_["s2t"], net.task_net.module_
-    else:
-        shadows = net.averages_.shadows
-        istn, task = shadows["istn"].module["s2t"], shadows["task"].module
-    istn, task = copy.deepcopy(istn), copy.deepcopy(task)
+    networks = net.networks_in_use()
+    istn, task = copy.deepcopy(networks["istn"]["s2t"]), copy.deepcopy(networks["task"])
     recompute_batch_norm(istn, source_train, net.batch_size, net.memory_format)
     return istn.eval(), task.eval()
 

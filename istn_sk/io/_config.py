@@ -144,16 +144,16 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
 def _reference_value(key: str, value: Any) -> Any:
     if key in ("stn", "normalizer") and (value is None or value in _NONE_STRINGS):
         return "none"
-    if key in ("finetune", "augmentation") and value in (0, 1):
+    if key == "finetune" and value in (0, 1):
         return bool(value)
     return value
 
 
 def _augmentation_policy(value: Any, origin: str) -> str | None:
     """The reference's 0/1 (or false/true) as no policy / ``"reference"``; names pass through."""
-    if value is False or value is None:
+    if value is None or value is False or (type(value) is int and value == 0):
         return None
-    if value is True:
+    if value is True or (type(value) is int and value == 1):
         return "reference"
     if isinstance(value, str):
         return value
