@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -20,7 +18,7 @@ from ._checkpoint import checkpointing, restore, resumable
 from ._epoch_selection import check_epoch_selection, split_for_selection
 from ._multi_source import fit_many_sites, mapped_batches, source_sites
 from ._networks import build_istn, build_training_net
-from ._validation import check_finite, image_layout, source_mask
+from ._validation import check_finite, image_layout, source_mask, warn_if_out_of_range
 from .nn import ISTN
 
 
@@ -61,6 +59,15 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         λ: the identity term is weighted ½λ and the cycle terms λ. Image
         terms compare images rescaled to [0, 1]. Larger values keep the
         transform closer to the identity and training more stable.
+    identity_on : {"itn", "istn"}, default="itn"
+        What the identity term keeps unchanged on target images: the whole
+        ISTN (the paper's ½λ‖ISTN(T) - T‖₁) or only its ITN (½λ‖ITN(T) - T‖₁).
+        The STN sees the ITN's output, which for a source image already looks
+        like the target, so it cannot tell the domains apart; a shift that
+        moves every source image (a site's head placement, a translation) is
+        then exactly what an identity term on the whole ISTN forbids. With
+        ``"itn"`` the STN is held by the adversarial term alone (and
+        ``max_displacement``); an STN-only adapter then has no identity term.
     mode : {"unidirectional", "cyclegan"}, default="unidirectional"
         One ISTN and discriminator, or two of each with cycle terms.
     gan_loss, dis_loss, idt_loss : str, default="bce", "bce", "l1"
@@ -113,6 +120,12 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     dis_regularisers : dict of str to float, optional
         Discriminator regularisers and their weights, e.g. ``{"r1": 1.0}``
         or ``{"lecam": 0.1}`` (registered: ``"r1"``, ``"lecam"``, plugins').
+    dis_coordinates : bool, default=True
+        Give every discriminator each voxel's coordinates as extra input
+        channels (CoordConv; :class:`~istn_sk.nn._coordinates.WithCoordinates`),
+        so it sees where content lies and not only what it looks like: a
+        shift of every image of a site (a translation, head placement)
+        becomes visible to it.
     select_epoch : {"prediction_entropy", "mapped_source_accuracy"}, optional
         With ``task``: keep ``validation_fraction`` of each domain out of
         training and, at the end, restore the epoch whose snapshot scores best
@@ -166,12 +179,13 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
 
     def __init__(self, itn=True, itn_output="full_range", stn="affine", cp_spacing=4,
                  max_displacement=0.2, stn_options=None, nf=8, consistency_weight=10.0,
-                 mode="unidirectional", gan_loss="bce", dis_loss="bce", idt_loss="l1", lr=1e-3,
+                 identity_on="itn", mode="unidirectional", gan_loss="bce", dis_loss="bce",
+                 idt_loss="l1", lr=1e-3,
                  dis_lr=None, batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None,
                  device="cpu", random_state=None, task=None, task_weight=1.0, ema_decay=0.99,
                  augmentation=None, dis_augmentation=None, dis_regularisers=None,
-                 select_epoch=None, validation_fraction=0.1, checkpoint_dir=None, callbacks=None,
-                 verbose=0, multi_source="conditioned"):
+                 dis_coordinates=True, select_epoch=None, validation_fraction=0.1,
+                 checkpoint_dir=None, callbacks=None, verbose=0, multi_source="conditioned"):
         self.itn = itn
         self.itn_output = itn_output
         self.stn = stn
@@ -180,6 +194,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         self.stn_options = stn_options
         self.nf = nf
         self.consistency_weight = consistency_weight
+        self.identity_on = identity_on
         self.mode = mode
         self.gan_loss = gan_loss
         self.dis_loss = dis_loss
@@ -198,6 +213,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         self.augmentation = augmentation
         self.dis_augmentation = dis_augmentation
         self.dis_regularisers = dis_regularisers
+        self.dis_coordinates = dis_coordinates
         self.select_epoch = select_epoch
         self.validation_fraction = validation_fraction
         self.checkpoint_dir = checkpoint_dir
@@ -241,7 +257,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         check_adapter_params(self, layout.spatial)
         check_epoch_selection(self)
         sites = source_sites(self, sample_domain, is_source)
-        _warn_if_out_of_range(X)
+        warn_if_out_of_range(X)
         array = np.ascontiguousarray(layout.to_images(X), dtype=np.float32)
         if len(sites) > 1:
             return fit_many_sites(self, X, y, layout, array, is_source, sites, sample_domain)
@@ -395,13 +411,3 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         if self.verbose >= 2:
             callbacks.append(ProgressBar())
         return callbacks
-
-
-def _warn_if_out_of_range(X: np.ndarray) -> None:
-    low, high = float(X.min()), float(X.max())
-    if low < -1.0 - 1e-6 or high > 1.0 + 1e-6:
-        warnings.warn(
-            f"X holds values in [{low:.3g}, {high:.3g}], outside [-1, 1]; the ITN outputs "
-            "(-1, 1), so scale images first (e.g. with tanh or min-max scaling)",
-            UserWarning, stacklevel=3,
-        )

@@ -11,6 +11,7 @@ from ._regularisers import build_regularisers
 from .nn._itn import ITN_OUTPUTS
 
 MODES = ("unidirectional", "cyclegan")
+IDENTITY_ON = ("itn", "istn")
 
 
 def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
@@ -24,8 +25,11 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
     """
     if adapter.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {adapter.mode!r}")
-    if not isinstance(adapter.itn, (bool, np.bool_)):
-        raise ValueError(f"itn must be True or False, got {adapter.itn!r}")
+    if adapter.identity_on not in IDENTITY_ON:
+        raise ValueError(f"identity_on must be one of {IDENTITY_ON}, got {adapter.identity_on!r}")
+    for name in ("itn", "dis_coordinates"):
+        if not isinstance(getattr(adapter, name), (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {getattr(adapter, name)!r}")
     if adapter.itn_output not in ITN_OUTPUTS:
         raise ValueError(f"itn_output must be one of {ITN_OUTPUTS}, got {adapter.itn_output!r}")
     if not adapter.itn and adapter.stn in (None, "none"):

@@ -110,6 +110,9 @@ class AdversarialISTNNet(NeuralNet):
         The loss functions.
     consistency_weight : float
         λ: weight of the identity (½λ) and cycle (λ) terms.
+    identity_on : {"itn", "istn"}, default="istn"
+        What the identity term keeps unchanged on the other domain's images:
+        the ITN's output (appearance) or the whole ISTN's.
     dis_lr : float, optional
         Learning rate of the discriminator optimizer (``lr`` when None).
     betas : tuple of float
@@ -145,13 +148,15 @@ class AdversarialISTNNet(NeuralNet):
     """
 
     def __init__(self, module, discriminator, *, criterion, consistency_weight: float,
-                 dis_lr: float | None = None, betas: tuple[float, float] = (0.5, 0.999),
+                 identity_on: str = "istn", dis_lr: float | None = None,
+                 betas: tuple[float, float] = (0.5, 0.999),
                  memory_format: torch.memory_format = torch.contiguous_format, task_net=None,
                  task_weight: float = 0.0, ema_decay: float | None = None,
                  augmentation: str | None = None, dis_augmentation: str | None = None,
                  dis_regularisers: dict[str, float] | None = None, **kwargs) -> None:
         self.discriminator = discriminator
         self.consistency_weight = consistency_weight
+        self.identity_on = identity_on
         self.dis_lr = dis_lr
         self.betas = betas
         self.memory_format = memory_format
@@ -211,6 +216,11 @@ class AdversarialISTNNet(NeuralNet):
                                                        lr=dis_lr, betas=self.betas)
         return self
 
+    def soft_labels(self, like: torch.Tensor, value: int) -> torch.Tensor:
+        """The domain labels of one batch (:func:`soft_labels`); a data-parallel fit
+        replaces this for the whole global batch's draw."""
+        return soft_labels(like, value)
+
     def _seen_by_discriminator(self, images: torch.Tensor) -> torch.Tensor:
         return images if self.dis_augment_ is None else self.dis_augment_(images)
 
@@ -218,10 +228,21 @@ class AdversarialISTNNet(NeuralNet):
                      sites: torch.Tensor | None = None) -> torch.Tensor:
         score = _scores_for(self.criterion_.gan,
                             _call(discriminator, self._seen_by_discriminator(fake), sites))
-        return self.criterion_.gan(score, soft_labels(score, 1))
+        return self.criterion_.gan(score, self.soft_labels(score, 1))
 
     def _image_loss(self, output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return self.criterion_.idt(to_unit(output), to_unit(reference))
+
+    def _identity_loss(self, istn: nn.Module, images: torch.Tensor,
+                       sites: torch.Tensor | None = None) -> torch.Tensor:
+        """``½λ |f(images) - images|``: ``f`` the ISTN, or its ITN alone (``identity_on``)."""
+        if self.identity_on == "istn":
+            kept = _call(istn, images, sites)
+        elif sites is not None and getattr(istn, "takes_sites", False):
+            kept = istn.appearance(images, sites)
+        else:
+            kept = istn.appearance(images)
+        return 0.5 * self.consistency_weight * self._image_loss(kept, images)
 
     def istn_losses(self, source: torch.Tensor, target: torch.Tensor,
                     source_targets: torch.Tensor | None = None,
@@ -244,8 +265,7 @@ class AdversarialISTNNet(NeuralNet):
         s2t = _call(istn["s2t"], source, sites)
         terms = {
             "gan_loss": self._adversarial(dis["target"], s2t, sites),
-            "idt_loss": 0.5 * weight * self._image_loss(_call(istn["s2t"], target, sites),
-                                                        target),
+            "idt_loss": self._identity_loss(istn["s2t"], target, sites),
         }
         fakes = {"target": s2t}
         if self.task_net is not None and self.task_weight > 0:
@@ -256,8 +276,7 @@ class AdversarialISTNNet(NeuralNet):
         if "t2s" in istn:
             t2s = istn["t2s"](target)
             terms["gan_loss"] = terms["gan_loss"] + self._adversarial(dis["source"], t2s)
-            terms["idt_loss"] = terms["idt_loss"] + 0.5 * weight * self._image_loss(
-                istn["t2s"](source), source)
+            terms["idt_loss"] = terms["idt_loss"] + self._identity_loss(istn["t2s"], source)
             terms["cyc_loss"] = weight * (self._image_loss(istn["t2s"](s2t), source)
                                           + self._image_loss(istn["s2t"](t2s), target))
             fakes["source"] = t2s
@@ -284,8 +303,8 @@ class AdversarialISTNNet(NeuralNet):
             both = None if sites is None else torch.cat([sites, sites])
             logits = _call(self.discriminator_[name], seen, both)
             p_fake, p_real = _scores_for(self.criterion_.dis, logits).split([len(fake), len(real)])
-            loss = loss + 0.5 * (self.criterion_.dis(p_fake, soft_labels(p_fake, 0))
-                                 + self.criterion_.dis(p_real, soft_labels(p_real, 1)))
+            loss = loss + 0.5 * (self.criterion_.dis(p_fake, self.soft_labels(p_fake, 0))
+                                 + self.criterion_.dis(p_real, self.soft_labels(p_real, 1)))
             logits_fake, logits_real = logits.split([len(fake), len(real)])
             for penalty in self.regularisers_:
                 loss = loss + penalty(real, logits_real, logits_fake)

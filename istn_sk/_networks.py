@@ -7,8 +7,10 @@ from torch import nn
 
 from ._adapter_params import per_axis
 from ._adversarial_net import AdversarialISTNNet, GANLosses
+from ._distributed_training import prepare_net
 from ._registry import get_registry
 from .nn import ISTN, FullyConvolutionalNet, ImageTransformerNetwork, STNContext
+from .nn._coordinates import WithCoordinates
 from .nn._film import PerSiteNetworks, SiteConditionedISTN
 
 
@@ -42,8 +44,11 @@ def build_training_net(adapter, layout, task=None, callbacks=(),
                          "cycle terms compare images: choose an image loss such as 'l1'")
     directions = ["s2t", "t2s"] if adapter.mode == "cyclegan" else ["s2t"]
     def critic():
-        return FullyConvolutionalNet(len(layout.spatial), layout.channels, layout.spatial,
-                                     n_outputs=1, nf=2 * adapter.nf, norm_kind="instance")
+        extra = len(layout.spatial) if adapter.dis_coordinates else 0
+        network = FullyConvolutionalNet(len(layout.spatial), layout.channels + extra,
+                                        layout.spatial, n_outputs=1, nf=2 * adapter.nf,
+                                        norm_kind="instance")
+        return WithCoordinates(network) if adapter.dis_coordinates else network
 
     if n_sites > 1 and adapter.multi_source == "independent":
         istns = nn.ModuleDict({"s2t": PerSiteNetworks(
@@ -57,10 +62,10 @@ def build_training_net(adapter, layout, task=None, callbacks=(),
             domain: critic()
             for domain in (["target", "source"] if adapter.mode == "cyclegan" else ["target"])
         })
-    return AdversarialISTNNet(
+    return prepare_net(AdversarialISTNNet(
         istns, critics,
         criterion=GANLosses(losses["gan_loss"], losses["dis_loss"], losses["idt_loss"]),
-        consistency_weight=float(adapter.consistency_weight),
+        consistency_weight=float(adapter.consistency_weight), identity_on=adapter.identity_on,
         memory_format=(torch.channels_last if len(layout.spatial) == 2
                        else torch.channels_last_3d),
         lr=adapter.lr, dis_lr=adapter.dis_lr,
@@ -70,7 +75,7 @@ def build_training_net(adapter, layout, task=None, callbacks=(),
         task_net=task, task_weight=float(adapter.task_weight), ema_decay=adapter.ema_decay,
         augmentation=adapter.augmentation, dis_augmentation=adapter.dis_augmentation,
         dis_regularisers=adapter.dis_regularisers,
-    )
+    ))
 
 def build_istn(adapter, layout) -> ISTN:
     """One untrained ISTN (ITN and registered STN) for ``layout`` from ``adapter``'s parameters."""

@@ -19,7 +19,7 @@ import torch
 TASK_FIELDS = ("n_channels_", "image_shape_", "n_outputs_", "n_features_in_")
 TASK_PARAMS = ("module", "nf", "lr", "max_epochs", "batch_size", "optimizer", "criterion",
                "image_shape", "spatial_dims", "random_state", "device", "verbose",
-               "augmentation")
+               "augmentation", "lr_schedule")
 UNSAVED_PARAMS = ("callbacks", "init_params")
 
 
@@ -122,6 +122,11 @@ def _decode(value, where: str):
                      "model file may hold")
 
 
+# Parameters added after model files were first written, with the value every older
+# file was trained with (a newer default would rebuild a different network or training).
+BEFORE_THE_PARAMETER = {"dis_coordinates": False, "identity_on": "istn", "lr_schedule": "constant"}
+
+
 def _plan_estimator(record: dict, tag: str, where: str, kind: str) -> _Build:
     cls = lookup(record.get(tag), kind, where, tag)
     params = field(record, "params", where, dict)
@@ -130,7 +135,10 @@ def _plan_estimator(record: dict, tag: str, where: str, kind: str) -> _Build:
         if not _is_saved_param(cls, key):
             raise ValueError(f"{where}: {cls.__name__} is given the parameter {key!r}, which "
                              "model files do not hold")
-    return _Build(cls, {k: _decode(v, f"{where}[{k!r}]") for k, v in params.items()})
+    decoded = {k: _decode(v, f"{where}[{k!r}]") for k, v in params.items()}
+    older = {k: v for k, v in BEFORE_THE_PARAMETER.items()
+             if k not in decoded and _is_saved_param(cls, k)}
+    return _Build(cls, {**older, **decoded})
 
 
 def _check_state(state, where: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -191,3 +192,14 @@ def check_finite(X, *, name: str = "X") -> None:
             f"{name} holds {int(np.isnan(array).sum())} NaN and {int(np.isinf(array).sum())} "
             f"infinite values ({int(bad.sum())} non-finite, in {int(rows.sum())} row(s), the "
             f"first row {int(np.flatnonzero(rows)[0])}); images must be finite")
+
+
+def warn_if_out_of_range(X: np.ndarray) -> None:
+    """Warn (for the caller of ``fit``) when ``X`` leaves [-1, 1], the range the ITN outputs."""
+    low, high = float(X.min()), float(X.max())
+    if low < -1.0 - 1e-6 or high > 1.0 + 1e-6:
+        warnings.warn(
+            f"X holds values in [{low:.3g}, {high:.3g}], outside [-1, 1]; the ITN outputs "
+            "(-1, 1), so scale images first (e.g. with tanh or min-max scaling)",
+            UserWarning, stacklevel=3,
+        )

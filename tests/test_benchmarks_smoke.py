@@ -199,13 +199,14 @@ def test_brain_baselines_benchmark_scores_every_method_in_both_directions(tmp_pa
     env = {**os.environ, "ISTN_SK_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "brain_baselines.py"), "--quick", "--task-epochs", "1",
-         "--out", str(tmp_path / "out")],
+         "--istn", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = pd.read_csv(tmp_path / "out" / "brain-baselines.csv")
     assert set(rows.direction) == {"camcan->ukbb", "ukbb->camcan"}
-    assert {"none", "z-score", "Nyul", "ComBat"} <= set(rows.method)
+    assert {"none", "z-score", "Nyul", "ComBat", "ISTN"} <= set(rows.method)
+    assert rows[rows.method == "ISTN"].drop(columns=["direction", "method"]).notna().all().all()
     none = rows[rows.method == "none"].set_index("direction")
     nyul = rows[rows.method == "Nyul"].set_index("direction")
     # Nyul maps the source's intensity landmarks onto the target's: the distance falls

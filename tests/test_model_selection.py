@@ -87,21 +87,28 @@ def test_cross_val_score_over_sites_ignores_target_labels(two_sites, routing):
 
 
 def test_domain_confusion_ranks_a_good_adapter_above_a_broken_one(routing):
-    # Measured (3 seeds x 1 and 2 threads): a trained adapter scores 0.04-0.15 (means 0.080
+    # Measured (3 seeds x 1 and 2 threads): a trained adapter scores 0.04-0.20 (means 0.080
     # and 0.087), an untrained one (lr=0, the identity) 0.000 in every case: a linear domain
-    # classifier separates S from T perfectly, and S2T from T almost so.
+    # classifier separates S from T perfectly, and S2T from T almost so. With the current
+    # defaults (identity term on the ITN, coordinates for the discriminator) the same fits
+    # map closer to T pixel for pixel (|S2T - T| / |S - T| 0.17-0.26 vs 0.23-0.26) but score
+    # 0.00-0.10 here: too close to the identity's 0 for a ranking test, so this test keeps
+    # the settings its margin was measured with.
     X, _, sd = make_shifted_shapes(100, (20, 20), shift=3.0, random_state=0)
     scorer = DomainConfusionScorer()
+    measured = {"nf": 8, "identity_on": "istn", "dis_coordinates": False}
     good, broken = [], []
     for seed in range(3):
-        fitted = ISTNAdapter(nf=8, max_epochs=10, random_state=seed).fit(X, sample_domain=sd)
-        identity = ISTNAdapter(nf=8, max_epochs=1, lr=0.0, random_state=seed).fit(
+        fitted = ISTNAdapter(**measured, max_epochs=10, random_state=seed).fit(
+            X, sample_domain=sd)
+        identity = ISTNAdapter(**measured, max_epochs=1, lr=0.0, random_state=seed).fit(
             X, sample_domain=sd)
         good.append(scorer(fitted, X, sample_domain=sd))
         broken.append(scorer(identity, X, sample_domain=sd))
     assert max(broken) < 0.02 and min(good) > max(broken), (good, broken)
     assert np.mean(good) > 0.03, good
-    search = GridSearchCV(ISTNAdapter(nf=8, max_epochs=10, random_state=0), {"lr": [0.0, 1e-3]},
+    search = GridSearchCV(ISTNAdapter(**measured, max_epochs=10, random_state=0),
+                          {"lr": [0.0, 1e-3]},
                           scoring=scorer, cv=[(np.arange(len(X)), np.arange(len(X)))])
     search.fit(X, sample_domain=sd)
     assert search.best_params_ == {"lr": 1e-3}

@@ -23,10 +23,13 @@ def test_classifier_learns_three_shapes_and_keeps_label_names():
     X, y, sd = make_shifted_shapes(120, (20, 20), random_state=1)
     names = np.array(["disc", "square", "cross"])[y]
     source = sd > 0
-    clf = TaskClassifier(nf=8, max_epochs=8, random_state=0).fit(X[source][:90], names[source][:90])
+    clf = TaskClassifier(nf=8, max_epochs=15, random_state=0).fit(X[source][:90],
+                                                                   names[source][:90])
     assert list(clf.classes_) == ["cross", "disc", "square"]
     accuracy = np.mean(clf.predict(X[source][90:]) == names[source][90:])
-    assert accuracy >= 0.7, accuracy  # chance is 1/3
+    # chance is 1/3; seeds 0-5 at 1 and 2 threads scored 0.93-0.97 (0.93-1.00 without the
+    # cosine decay)
+    assert accuracy >= 0.85, accuracy
     proba = clf.predict_proba(X[:4])
     assert proba.shape == (4, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
 
@@ -190,3 +193,23 @@ def test_regression_report_has_mae_and_threshold_accuracies(shapes):
     assert table.attrs["fine_tune"] is True
     assert threshold_accuracies([1.0, 2.0, 3.0], [1.5, 4.5, 3.0], (1.0, 3.0)) == {
         "acc@1": 2 / 3, "acc@3": 1.0}
+
+
+def test_the_learning_rate_decays_over_each_fit_unless_constant(shapes):
+    X, y, sd = shapes
+    cosine = TaskClassifier(**{**TASK, "max_epochs": 4, "lr": 1e-3}).fit(X, y, sample_domain=sd)
+    rates = cosine.history_[:, "lr"]
+    np.testing.assert_allclose(rates, [1e-3 * (1 + np.cos(np.pi * k / 4)) / 2
+                                       for k in range(4)], rtol=1e-6)
+    assert cosine.optimizer_.param_groups[0]["lr"] == rates[-1]
+    cosine.partial_fit(X, y, sample_domain=sd)                  # starts the decay again
+    np.testing.assert_allclose(cosine.history_[4:, "lr"], rates, rtol=1e-6)
+    constant = TaskClassifier(**TASK, lr_schedule="constant").fit(X, y, sample_domain=sd)
+    assert "lr" not in constant.history_[-1]
+    assert constant.optimizer_.param_groups[0]["lr"] == TASK.get("lr", 1e-3)
+
+
+def test_an_unknown_learning_rate_schedule_is_named(shapes):
+    X, y, sd = shapes
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of \('cosine', 'constant'\)"):
+        TaskClassifier(**TASK, lr_schedule="step").fit(X, y, sample_domain=sd)

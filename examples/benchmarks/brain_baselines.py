@@ -18,7 +18,9 @@ For each direction (camcan -> ukbb, ukbb -> camcan) and each baseline of
     images are unchanged); source images are mapped with their own age and
     sex. Voxels outside each image's mask stay background.
 ``ISTN`` (``--istn``)
-    The harness's unidirectional ITN + affine ISTN (slow on CPU).
+    The harness's unidirectional ITN + affine ISTN (slow on CPU); every mapped
+    scan is cut to its own brain mask warped by the same deformation
+    (:func:`mapped_inside_the_brain`).
 
 All three intensity normalisers are invariant to an affine change of each
 image's intensities, so running them on the standardised simulated images
@@ -54,6 +56,7 @@ from reproduce import QUICK, Config, Harness
 from istn_sk.datasets import SITE_NAMES
 from istn_sk.evaluate import task_scores, to_markdown, write_report
 from istn_sk.harmonisation import intensity_distance, paired_similarity, site_classification_score
+from istn_sk.nn import Warp
 from istn_sk.normalisation import (
     ComBatHarmoniser,
     NyulNormaliser,
@@ -77,29 +80,47 @@ def combat_images(X, mask, site, covariates, fit_rows, reference: int) -> np.nda
 
 
 def normalised(method: str, X, mask, site, covariates, fit_rows, target: int,
-               harness: Harness, seed: int) -> np.ndarray:
-    """All images after ``method`` for the direction towards site ``target``."""
+               harness: Harness, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """All images after ``method`` for the direction towards site ``target``, and their masks."""
     if method == "none":
-        return X
+        return X, mask
     if method == "z-score":
-        return ZScoreNormaliser().fit_transform(X, mask=mask)
+        return ZScoreNormaliser().fit_transform(X, mask=mask), mask
     if method.startswith("WhiteStripe"):
         tau = 0.1 if "0.1" in method else 0.05
-        return WhiteStripeNormaliser(tau=tau).fit_transform(X, mask=mask)
+        return WhiteStripeNormaliser(tau=tau).fit_transform(X, mask=mask), mask
     if method == "Nyul":
         rows = fit_rows[site[fit_rows] == target]
-        return NyulNormaliser().fit(X[rows], mask=mask[rows]).transform(X, mask=mask)
+        return NyulNormaliser().fit(X[rows], mask=mask[rows]).transform(X, mask=mask), mask
     if method == "ComBat":
-        return combat_images(X, mask, site, covariates, fit_rows, target)
+        return combat_images(X, mask, site, covariates, fit_rows, target), mask
     if method == "ISTN":
         source_rows = fit_rows[site[fit_rows] != target]
         adapter = harness.brain_adapter("unidirectional", X[source_rows],
                                         X[fit_rows[site[fit_rows] == target]], seed,
                                         f"towards {SITE_NAMES[target]}")
-        result = X.copy()
-        result[site != target] = adapter.transform(X[site != target])
-        return result
+        return mapped_inside_the_brain(adapter, X, mask, site != target)
     raise ValueError(f"unknown method {method!r}")
+
+
+def mapped_inside_the_brain(adapter, X: np.ndarray, mask: np.ndarray,
+                            rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` with ``rows`` mapped by ``adapter``, kept inside their warped brain masks.
+
+    The ITN changes background voxels too (the simulated scans have exact 0
+    outside the brain), and the STN moves the brain, so each mapped scan is
+    cut to its own brain mask warped by the same deformation (linear
+    interpolation, > 0.5): the measures then compare brains with brains, as
+    they do for the intensity baselines, whose background stays 0.
+    """
+    parts = adapter.explain(X[rows])
+    with torch.no_grad():
+        warped = Warp()(torch.from_numpy(mask[rows].astype(np.float32)),
+                        torch.from_numpy(parts["displacement"])).numpy() > 0.5
+    result, masks = X.copy(), mask.copy()
+    result[rows] = np.where(warped, parts["output"], 0.0)
+    masks[rows] = warped
+    return result, masks
 
 
 def run(harness: Harness, methods: list[str], task_epochs: int) -> pd.DataFrame:
@@ -118,7 +139,8 @@ def run(harness: Harness, methods: list[str], task_epochs: int) -> pd.DataFrame:
         source_scans = travelling[site[travelling] != target]
         target_scans = travelling[site[travelling] == target]
         for method in methods:
-            Y = normalised(method, X, mask, site, covariates, fit_rows, target, harness, seed)
+            Y, Y_mask = normalised(method, X, mask, site, covariates, fit_rows, target,
+                                   harness, seed)
             row = {"direction": f"{source_name}->{target_name}", "method": method}
             score = site_classification_score(Y[s["test"]], Y[t["test"]],
                                               cv=min(5, c.brain_n_test),
@@ -127,9 +149,9 @@ def run(harness: Harness, methods: list[str], task_epochs: int) -> pd.DataFrame:
             row["site balanced accuracy"] = score["balanced_accuracy"]
             row["site p-value"] = score["p_value"]
             row["intensity distance"] = intensity_distance(
-                Y[s["test"]], Y[t["test"]], mask_a=mask[s["test"]], mask_b=mask[t["test"]])
+                Y[s["test"]], Y[t["test"]], mask_a=Y_mask[s["test"]], mask_b=Y_mask[t["test"]])
             if len(travelling):
-                both = mask[source_scans] & mask[target_scans]
+                both = Y_mask[source_scans] & Y_mask[target_scans]
                 similarity = paired_similarity(Y[source_scans], Y[target_scans], mask=both)
                 row.update({f"travelling {k}": v for k, v in similarity.mean().items()})
             if task_epochs:

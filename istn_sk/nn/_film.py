@@ -109,12 +109,18 @@ class SiteConditionedISTN(nn.Module):
         """Images ``x`` mapped by the ISTN of their ``site`` (indices)."""
         return self.explain(x, site)["output"]
 
+    def _film(self, x: torch.Tensor, site: torch.Tensor) -> dict:
+        embedding = self.embedding(site.to(x.device).long())
+        return {"itn": [film(embedding) for film in self.itn_film] or None,
+                "stn": None if self.stn_film is None else self.stn_film(embedding)}
+
+    def appearance(self, x: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
+        """The ITN's output for the rows' sites, as :meth:`~istn_sk.nn.ISTN.appearance`."""
+        return self.istn.appearance(x, self._film(x, site))
+
     def explain(self, x: torch.Tensor, site: torch.Tensor) -> dict[str, torch.Tensor | None]:
         """Every stage of the transform, as :meth:`~istn_sk.nn.ISTN.explain`."""
-        embedding = self.embedding(site.to(x.device).long())
-        film = {"itn": [film(embedding) for film in self.itn_film] or None,
-                "stn": None if self.stn_film is None else self.stn_film(embedding)}
-        return self.istn.explain(x, film)
+        return self.istn.explain(x, self._film(x, site))
 
 
 class PerSiteNetworks(nn.Module):
@@ -155,6 +161,10 @@ class PerSiteNetworks(nn.Module):
     def forward(self, x: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
         """Each row of ``x`` through the network of its ``site`` (indices), in row order."""
         return self._dispatch(x, site, lambda network, rows: network(rows))
+
+    def appearance(self, x: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
+        """Each row's ITN output, as :meth:`~istn_sk.nn.ISTN.appearance`."""
+        return self._dispatch(x, site, lambda network, rows: network.appearance(rows))
 
     def explain(self, x: torch.Tensor, site: torch.Tensor) -> dict[str, torch.Tensor | None]:
         """Every stage of each row's ISTN, as :meth:`~istn_sk.nn.ISTN.explain`."""

@@ -70,6 +70,13 @@ class ISTN(nn.Module):
         """Transformed images, same shape as ``x``."""
         return self.explain(x, film)["output"]
 
+    def appearance(self, x: torch.Tensor, film=None) -> torch.Tensor:
+        """The ITN's output alone (``x`` itself without an ITN); ``film`` as in :meth:`explain`."""
+        itn_film = (film or {}).get("itn")
+        if self.itn is None:
+            return x
+        return self.itn(x) if itn_film is None else self.itn(x, itn_film)
+
     def explain(self, x: torch.Tensor, film=None) -> dict[str, torch.Tensor | None]:
         """Every stage of the transform.
 
@@ -85,10 +92,7 @@ class ISTN(nn.Module):
             without an STN); ``output``: the final image.
         """
         film = film or {}
-        if self.itn is None:
-            appearance = x
-        else:
-            appearance = self.itn(x) if film.get("itn") is None else self.itn(x, film["itn"])
+        appearance = self.appearance(x, film)
         if self.stn is None:
             return {"appearance": appearance, "displacement": None, "output": appearance}
         displacement = (self.stn(appearance) if film.get("stn") is None
