@@ -123,9 +123,10 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     dis_coordinates : bool, default=True
         Give every discriminator each voxel's coordinates as extra input
         channels (CoordConv; :class:`~istn_sk.nn._coordinates.WithCoordinates`),
-        so it sees where content lies and not only what it looks like: a
-        shift of every image of a site (a translation, head placement)
-        becomes visible to it.
+        so it is told where content lies, not only what it looks like. With
+        them the affine STN undid a synthetic translation on every seed and
+        thread count measured; without, one axis often drifted the wrong way
+        (docs/results.md). False builds the paper's discriminator.
     select_epoch : {"prediction_entropy", "mapped_source_accuracy"}, optional
         With ``task``: keep ``validation_fraction`` of each domain out of
         training and, at the end, restore the epoch whose snapshot scores best

@@ -25,10 +25,14 @@ class WithCoordinates(nn.Module):
     """``network`` applied to the images with :func:`coordinate_channels` appended.
 
     A fully convolutional discriminator that ends in a mean over positions
-    barely sees *where* things are (only through the zero padding at the
-    borders), so a shift that moves every image of a site, such as a
-    translation, gives it almost no signal; with the coordinates as inputs it
-    can compare where the content of each domain lies.
+    knows *where* content lies only through the zero padding at its borders.
+    With the coordinates as inputs, the affine STN found a synthetic
+    translation of every source image on every seed and thread count tried,
+    where without them one axis often drifted the wrong way
+    (docs/results.md). Why is not settled: trained as a plain classifier of
+    two position distributions, a discriminator without coordinates does as
+    well as one with them, so the gain is in the game (what the STN is
+    pushed towards), not in what the discriminator can tell apart.
 
     Parameters
     ----------
