@@ -120,13 +120,16 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     dis_regularisers : dict of str to float, optional
         Discriminator regularisers and their weights, e.g. ``{"r1": 1.0}``
         or ``{"lecam": 0.1}`` (registered: ``"r1"``, ``"lecam"``, plugins').
-    dis_coordinates : bool, default=True
+    dis_coordinates : {"auto", True, False}, default="auto"
         Give every discriminator each voxel's coordinates as extra input
         channels (CoordConv; :class:`~istn_sk.nn._coordinates.WithCoordinates`),
-        so it is told where content lies, not only what it looks like. With
-        them the affine STN undid a synthetic translation on every seed and
-        thread count measured; without, one axis often drifted the wrong way
-        (docs/results.md). False builds the paper's discriminator.
+        so it is told where content lies, not only what it looks like.
+        ``"auto"``: only when the adapter has an STN, the part that moves
+        content. With them the affine STN undid a synthetic translation on
+        every seed and thread count measured, where without them one axis
+        often drifted the wrong way; for an ITN-only adapter they cost
+        accuracy on Morpho-MNIST A -> B (docs/results.md). False builds the
+        paper's discriminator.
     select_epoch : {"prediction_entropy", "mapped_source_accuracy"}, optional
         With ``task``: keep ``validation_fraction`` of each domain out of
         training and, at the end, restore the epoch whose snapshot scores best
@@ -185,7 +188,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                  dis_lr=None, batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None,
                  device="cpu", random_state=None, task=None, task_weight=1.0, ema_decay=0.99,
                  augmentation=None, dis_augmentation=None, dis_regularisers=None,
-                 dis_coordinates=True, select_epoch=None, validation_fraction=0.1,
+                 dis_coordinates="auto", select_epoch=None, validation_fraction=0.1,
                  checkpoint_dir=None, callbacks=None, verbose=0, multi_source="conditioned"):
         self.itn = itn
         self.itn_output = itn_output

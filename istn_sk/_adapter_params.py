@@ -27,9 +27,12 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
         raise ValueError(f"mode must be one of {MODES}, got {adapter.mode!r}")
     if adapter.identity_on not in IDENTITY_ON:
         raise ValueError(f"identity_on must be one of {IDENTITY_ON}, got {adapter.identity_on!r}")
-    for name in ("itn", "dis_coordinates"):
-        if not isinstance(getattr(adapter, name), (bool, np.bool_)):
-            raise ValueError(f"{name} must be True or False, got {getattr(adapter, name)!r}")
+    if not isinstance(adapter.itn, (bool, np.bool_)):
+        raise ValueError(f"itn must be True or False, got {adapter.itn!r}")
+    if not (isinstance(adapter.dis_coordinates, (bool, np.bool_))
+            or adapter.dis_coordinates == "auto"):
+        raise ValueError(f"dis_coordinates must be 'auto', True or False, got "
+                         f"{adapter.dis_coordinates!r}")
     if adapter.itn_output not in ITN_OUTPUTS:
         raise ValueError(f"itn_output must be one of {ITN_OUTPUTS}, got {adapter.itn_output!r}")
     if not adapter.itn and adapter.stn in (None, "none"):
@@ -71,3 +74,10 @@ def per_axis(value, spatial_dims: int) -> tuple[int, ...]:
         raise ValueError(f"cp_spacing must be a positive integer or {spatial_dims} of them, "
                          f"got {value!r}")
     return values
+
+
+def discriminator_sees_coordinates(adapter) -> bool:
+    """``adapter.dis_coordinates`` resolved: ``"auto"`` means "when there is an STN"."""
+    if adapter.dis_coordinates == "auto":
+        return adapter.stn not in (None, "none")
+    return bool(adapter.dis_coordinates)

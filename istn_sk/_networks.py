@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._adapter_params import per_axis
+from ._adapter_params import discriminator_sees_coordinates, per_axis
 from ._adversarial_net import AdversarialISTNNet, GANLosses
 from ._distributed_training import prepare_net
 from ._registry import get_registry
@@ -43,12 +43,14 @@ def build_training_net(adapter, layout, task=None, callbacks=(),
         raise ValueError(f"idt_loss={adapter.idt_loss!r} works on logits; the identity and "
                          "cycle terms compare images: choose an image loss such as 'l1'")
     directions = ["s2t", "t2s"] if adapter.mode == "cyclegan" else ["s2t"]
+    coordinates = discriminator_sees_coordinates(adapter)
+
     def critic():
-        extra = len(layout.spatial) if adapter.dis_coordinates else 0
+        extra = len(layout.spatial) if coordinates else 0
         network = FullyConvolutionalNet(len(layout.spatial), layout.channels + extra,
                                         layout.spatial, n_outputs=1, nf=2 * adapter.nf,
                                         norm_kind="instance")
-        return WithCoordinates(network) if adapter.dis_coordinates else network
+        return WithCoordinates(network) if coordinates else network
 
     if n_sites > 1 and adapter.multi_source == "independent":
         istns = nn.ModuleDict({"s2t": PerSiteNetworks(

@@ -32,3 +32,20 @@ def test_the_discriminator_gets_coordinates_unless_told_not_to():
     plain = fitted[False].net_.discriminator_["target"]
     assert isinstance(plain, FullyConvolutionalNet)
     assert plain.encoder[0][0].in_channels == 1
+
+
+@pytest.mark.parametrize(("stn", "expected"), [("affine", True), ("bspline", True),
+                                               (None, False)])
+def test_by_default_only_an_adapter_with_an_stn_gives_coordinates(stn, expected):
+    X, _, sd = make_shifted_shapes(8, (12, 12), random_state=0)
+    adapter = ISTNAdapter(nf=2, max_epochs=1, stn=stn, random_state=0).fit(
+        X, sample_domain=sd)
+    assert adapter.dis_coordinates == "auto"
+    assert isinstance(adapter.net_.discriminator_["target"], WithCoordinates) is expected
+
+
+def test_a_bad_coordinates_flag_is_named():
+    X, _, sd = make_shifted_shapes(8, (12, 12), random_state=0)
+    with pytest.raises(ValueError, match="dis_coordinates must be 'auto', True or False"):
+        ISTNAdapter(nf=2, max_epochs=1, dis_coordinates="yes").fit(X, sample_domain=sd)
+
