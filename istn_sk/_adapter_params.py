@@ -35,7 +35,7 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
                          f"{adapter.dis_coordinates!r}")
     if adapter.itn_output not in ITN_OUTPUTS:
         raise ValueError(f"itn_output must be one of {ITN_OUTPUTS}, got {adapter.itn_output!r}")
-    if not adapter.itn and adapter.stn in (None, "none"):
+    if not adapter.itn and not has_stn(adapter):
         raise ValueError("itn=False with stn=None leaves nothing to train: enable the ITN "
                          "or choose an STN")
     if not isinstance(adapter.max_displacement, Real) or not 0 <= adapter.max_displacement <= 1:
@@ -76,8 +76,13 @@ def per_axis(value, spatial_dims: int) -> tuple[int, ...]:
     return values
 
 
+def has_stn(adapter) -> bool:
+    """Whether ``adapter.stn`` names a spatial transformer (None and ``"none"`` do not)."""
+    return adapter.stn not in (None, "none")
+
+
 def discriminator_sees_coordinates(adapter) -> bool:
     """``adapter.dis_coordinates`` resolved: ``"auto"`` means "when there is an STN"."""
     if adapter.dis_coordinates == "auto":
-        return adapter.stn not in (None, "none")
+        return has_stn(adapter)
     return bool(adapter.dis_coordinates)

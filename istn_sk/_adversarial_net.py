@@ -83,11 +83,13 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return (images + 1.0) / 2.0
 
 
-def _call(network: nn.Module, images: torch.Tensor, sites: torch.Tensor | None) -> torch.Tensor:
-    """``network(images)``, with the rows' site indices for a network that ``takes_sites``."""
+def _call(network: nn.Module, images: torch.Tensor, sites: torch.Tensor | None,
+          method: str = "__call__") -> torch.Tensor:
+    """``network.<method>(images)``, with site indices for a network that ``takes_sites``."""
+    call = getattr(network, method)
     if sites is not None and getattr(network, "takes_sites", False):
-        return network(images, sites)
-    return network(images)
+        return call(images, sites)
+    return call(images)
 
 
 class AdversarialISTNNet(NeuralNet):
@@ -236,12 +238,8 @@ class AdversarialISTNNet(NeuralNet):
     def _identity_loss(self, istn: nn.Module, images: torch.Tensor,
                        sites: torch.Tensor | None = None) -> torch.Tensor:
         """``½λ |f(images) - images|``: ``f`` the ISTN, or its ITN alone (``identity_on``)."""
-        if self.identity_on == "istn":
-            kept = _call(istn, images, sites)
-        elif sites is not None and getattr(istn, "takes_sites", False):
-            kept = istn.appearance(images, sites)
-        else:
-            kept = istn.appearance(images)
+        kept = _call(istn, images, sites,
+                     "__call__" if self.identity_on == "istn" else "appearance")
         return 0.5 * self.consistency_weight * self._image_loss(kept, images)
 
     def istn_losses(self, source: torch.Tensor, target: torch.Tensor,
