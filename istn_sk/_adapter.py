@@ -120,6 +120,12 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     dis_regularisers : dict of str to float, optional
         Discriminator regularisers and their weights, e.g. ``{"r1": 1.0}``
         or ``{"lecam": 0.1}`` (registered: ``"r1"``, ``"lecam"``, plugins').
+    content_losses : dict of str to float, optional
+        Content losses on the ITN and their weights, e.g. ``{"patch_nce": 1.0}``
+        (registered: ``"patch_nce"``, CUT's patch-wise contrastive loss between
+        the ITN encoder's features of each input and of its output; plugins').
+        They ask the appearance change to keep what is where, and need an ITN
+        (measured in docs/results.md).
     dis_coordinates : {"auto", True, False}, default="auto"
         Give every discriminator each voxel's coordinates as extra input
         channels (CoordConv; :class:`~istn_sk.nn._coordinates.WithCoordinates`),
@@ -188,8 +194,9 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                  dis_lr=None, batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None,
                  device="cpu", random_state=None, task=None, task_weight=1.0, ema_decay=0.99,
                  augmentation=None, dis_augmentation=None, dis_regularisers=None,
-                 dis_coordinates="auto", select_epoch=None, validation_fraction=0.1,
-                 checkpoint_dir=None, callbacks=None, verbose=0, multi_source="conditioned"):
+                 content_losses=None, dis_coordinates="auto", select_epoch=None,
+                 validation_fraction=0.1, checkpoint_dir=None, callbacks=None, verbose=0,
+                 multi_source="conditioned"):
         self.itn = itn
         self.itn_output = itn_output
         self.stn = stn
@@ -217,6 +224,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         self.augmentation = augmentation
         self.dis_augmentation = dis_augmentation
         self.dis_regularisers = dis_regularisers
+        self.content_losses = content_losses
         self.dis_coordinates = dis_coordinates
         self.select_epoch = select_epoch
         self.validation_fraction = validation_fraction

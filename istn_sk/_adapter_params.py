@@ -7,6 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from ._augment import get_augmentation
+from ._content_losses import build_content_losses
 from ._regularisers import build_regularisers
 from .nn._itn import ITN_OUTPUTS
 
@@ -57,6 +58,9 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
                              f"got {policy!r}")
         get_augmentation(policy, name)   # an unknown name lists the registered ones
     build_regularisers(adapter.dis_regularisers)
+    if build_content_losses(adapter.content_losses, (1,)) and not adapter.itn:
+        raise ValueError("content_losses compare the ITN's input and output features; "
+                         "with itn=False there is no ITN: enable it or drop content_losses")
     for name in ("lr", "dis_lr", "consistency_weight", "task_weight"):
         value = getattr(adapter, name)
         if name == "dis_lr" and value is None:

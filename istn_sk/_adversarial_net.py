@@ -9,10 +9,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ._augment import get_augmentation
+from ._content_losses import build_content_losses
 from ._regularisers import build_regularisers
 from ._weight_averaging import WeightAverages
 
-LOSS_TERMS = ("gan_loss", "idt_loss", "cyc_loss", "joint_loss", "dis_loss", "task_loss")
+LOSS_TERMS = ("gan_loss", "idt_loss", "cyc_loss", "content_loss", "joint_loss", "dis_loss",
+              "task_loss")
 
 
 class PairedDomains(Dataset):
@@ -145,6 +147,11 @@ class AdversarialISTNNet(NeuralNet):
     dis_regularisers : dict of str to float, optional
         Registered discriminator regularisers and their weights
         (``regularisers_``), added to the discriminator's loss.
+    content_losses : dict of str to float, optional
+        Registered content losses and their weights, built per direction whose
+        ISTN has an ITN (``content_``, a ``ModuleDict`` of ``ModuleList``) and
+        trained with the ISTN's optimizer; each compares the ITN encoder's
+        features of the input images with those of the ITN's outputs.
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
@@ -155,7 +162,8 @@ class AdversarialISTNNet(NeuralNet):
                  memory_format: torch.memory_format = torch.contiguous_format, task_net=None,
                  task_weight: float = 0.0, ema_decay: float | None = None,
                  augmentation: str | None = None, dis_augmentation: str | None = None,
-                 dis_regularisers: dict[str, float] | None = None, **kwargs) -> None:
+                 dis_regularisers: dict[str, float] | None = None,
+                 content_losses: dict[str, float] | None = None, **kwargs) -> None:
         self.discriminator = discriminator
         self.consistency_weight = consistency_weight
         self.identity_on = identity_on
@@ -168,6 +176,7 @@ class AdversarialISTNNet(NeuralNet):
         self.augmentation = augmentation
         self.dis_augmentation = dis_augmentation
         self.dis_regularisers = dis_regularisers
+        self.content_losses = content_losses
         super().__init__(module, criterion, optimizer=torch.optim.Adam, **kwargs)
 
     @property
@@ -187,6 +196,11 @@ class AdversarialISTNNet(NeuralNet):
         self.augment_ = get_augmentation(self.augmentation)
         self.dis_augment_ = get_augmentation(self.dis_augmentation, "dis_augmentation")
         self.regularisers_ = build_regularisers(self.dis_regularisers)
+        self.content_ = nn.ModuleDict({
+            direction: build_content_losses(self.content_losses, istn.itn.encoder_channels)
+            for direction, istn in self.module_.items()
+            if self.content_losses and getattr(istn, "itn", None) is not None
+        })
         return self
 
     def _averaged(self) -> dict[str, nn.Module]:
@@ -211,8 +225,9 @@ class AdversarialISTNNet(NeuralNet):
             self.averages_.copy_into(self._averaged())
 
     def initialize_optimizer(self, *args, **kwargs):
-        """Create ``optimizer_`` (ISTNs) and ``optimizer_discriminator_``."""
-        self.optimizer_ = self.optimizer(self.module_.parameters(), lr=self.lr, betas=self.betas)
+        """Create ``optimizer_`` (ISTNs and content-loss heads) and ``optimizer_discriminator_``."""
+        trained = [*self.module_.parameters(), *self.content_.parameters()]
+        self.optimizer_ = self.optimizer(trained, lr=self.lr, betas=self.betas)
         dis_lr = self.lr if self.dis_lr is None else self.dis_lr
         self.optimizer_discriminator_ = self.optimizer(self.discriminator_.parameters(),
                                                        lr=dis_lr, betas=self.betas)
@@ -242,6 +257,21 @@ class AdversarialISTNNet(NeuralNet):
                      "__call__" if self.identity_on == "istn" else "appearance")
         return 0.5 * self.consistency_weight * self._image_loss(kept, images)
 
+    def _mapped(self, direction: str, images: torch.Tensor, sites: torch.Tensor | None,
+                terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``direction``'s ISTN applied to ``images``; adds its content losses to ``terms``."""
+        istn = self.module_[direction]
+        if direction not in self.content_:
+            return _call(istn, images, sites)
+        parts = istn.explain(images)
+        itn = istn.itn
+        with torch.no_grad():
+            keys = itn.encode(images)
+        queries = itn.encode(parts["appearance"])
+        loss = sum(content(keys, queries) for content in self.content_[direction])
+        terms["content_loss"] = terms.get("content_loss", 0.0) + loss
+        return parts["output"]
+
     def istn_losses(self, source: torch.Tensor, target: torch.Tensor,
                     source_targets: torch.Tensor | None = None,
                     sites: torch.Tensor | None = None):
@@ -253,18 +283,18 @@ class AdversarialISTNNet(NeuralNet):
         Returns
         -------
         terms : dict of str to tensor
-            ``gan_loss``, ``idt_loss``, in cyclegan mode ``cyc_loss``, and
+            ``gan_loss``, ``idt_loss``, in cyclegan mode ``cyc_loss``, with
+            ``content_losses`` ``content_loss``, and
             with a positive ``task_weight`` ``joint_loss`` (the weighted task
             loss on S2T, back-propagated into the ISTN).
         fakes : dict of str to tensor
             ``{"target": S2T}`` and, in cyclegan mode, ``{"source": T2S}``.
         """
         istn, dis, weight = self.module_, self.discriminator_, self.consistency_weight
-        s2t = _call(istn["s2t"], source, sites)
-        terms = {
-            "gan_loss": self._adversarial(dis["target"], s2t, sites),
-            "idt_loss": self._identity_loss(istn["s2t"], target, sites),
-        }
+        terms = {}
+        s2t = self._mapped("s2t", source, sites, terms)
+        terms["gan_loss"] = self._adversarial(dis["target"], s2t, sites)
+        terms["idt_loss"] = self._identity_loss(istn["s2t"], target, sites)
         fakes = {"target": s2t}
         if self.task_net is not None and self.task_weight > 0:
             task = self.task_net
@@ -272,7 +302,7 @@ class AdversarialISTNNet(NeuralNet):
             terms["joint_loss"] = self.task_weight * task.get_loss(
                 task.module_(s2t), source_targets.to(task.device), training=True)
         if "t2s" in istn:
-            t2s = istn["t2s"](target)
+            t2s = self._mapped("t2s", target, None, terms)
             terms["gan_loss"] = terms["gan_loss"] + self._adversarial(dis["source"], t2s)
             terms["idt_loss"] = terms["idt_loss"] + self._identity_loss(istn["t2s"], source)
             terms["cyc_loss"] = weight * (self._image_loss(istn["t2s"](s2t), source)

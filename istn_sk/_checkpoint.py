@@ -100,6 +100,8 @@ def _states(net) -> dict:
         states["optimizer_task"] = net.task_net.optimizer_.state_dict()
     if net.averages_ is not None:
         states["averages"] = net.averages_.state_dict()
+    if len(net.content_):
+        states["content"] = net.content_.state_dict()
     return states
 
 
@@ -216,6 +218,8 @@ def restore(net, payload: dict) -> None:
         net.task_net.optimizer_.load_state_dict(states["optimizer_task"])
     if net.averages_ is not None:
         net.averages_.load_state_dict(states["averages"])
+    if len(net.content_):
+        net.content_.load_state_dict(states["content"])
     net.history_ = History(payload["history"])
     torch.set_rng_state(payload["rng"])
 

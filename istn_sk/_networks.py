@@ -76,7 +76,7 @@ def build_training_net(adapter, layout, task=None, callbacks=(),
         callbacks=list(callbacks), verbose=int(adapter.verbose),
         task_net=task, task_weight=float(adapter.task_weight), ema_decay=adapter.ema_decay,
         augmentation=adapter.augmentation, dis_augmentation=adapter.dis_augmentation,
-        dis_regularisers=adapter.dis_regularisers,
+        dis_regularisers=adapter.dis_regularisers, content_losses=adapter.content_losses,
     ))
 
 def build_istn(adapter, layout) -> ISTN:

@@ -1,4 +1,4 @@
-"""The plugin registry: named STNs, losses, datasets, augmentations, regularisers from plugins.
+"""The plugin registry: named STNs, losses, datasets, augmentations, regularisers, content losses.
 
 The plugin manager is built in pytest's order: hook specifications first,
 then the ``istn_sk`` entry points of installed distributions (unless the
@@ -29,6 +29,7 @@ BUILTIN_PLUGINS = (
     "istn_sk.plugins.datasets",
     "istn_sk.plugins.augmentations",
     "istn_sk.plugins.regularisers",
+    "istn_sk.plugins.content_losses",
 )
 
 KIND_HOOKS = {
@@ -37,6 +38,7 @@ KIND_HOOKS = {
     "dataset": "istn_sk_register_datasets",
     "augmentation": "istn_sk_register_augmentations",
     "regulariser": "istn_sk_register_regularisers",
+    "content_loss": "istn_sk_register_content_losses",
 }
 
 
@@ -162,8 +164,8 @@ class Registry:
         Parameters
         ----------
         kind : str
-            ``"spatial_transformer"``, ``"loss"``, ``"dataset"``, ``"augmentation"``
-            or ``"regulariser"``.
+            ``"spatial_transformer"``, ``"loss"``, ``"dataset"``, ``"augmentation"``,
+            ``"regulariser"`` or ``"content_loss"``.
         name : str
             The registered name.
         parameter : str, optional

@@ -1,7 +1,7 @@
 """Hook specifications of istn-sk.
 
-Every spatial transformer, loss, dataset, augmentation policy and discriminator
-regulariser that istn-sk knows is contributed
+Every spatial transformer, loss, dataset, augmentation policy, discriminator
+regulariser and content loss that istn-sk knows is contributed
 by a plugin through one of the hooks below; the built-in ones live in
 ``istn_sk.plugins`` and use exactly these hooks. A third-party distribution
 becomes a plugin by declaring an entry point in the group ``istn_sk`` that
@@ -119,4 +119,22 @@ def istn_sk_register_regularisers(register) -> None:
         the discriminator saw them; ``logits_*``: its raw outputs). A callable
         with ``needs_real_gradient = True`` gets ``real`` with
         ``requires_grad`` set, for gradient penalties.
+    """
+
+
+@hookspec
+def istn_sk_register_content_losses(register) -> None:
+    """Add content losses usable in the adapter's ``content_losses``.
+
+    Parameters
+    ----------
+    register : istn_sk.Register
+        Call ``register.add(name, factory, description=...)`` once per loss.
+        ``factory(weight, channels)`` returns a :class:`torch.nn.Module` (its
+        parameters, if any, train with the ISTN) called at every step as
+        ``loss(source_features, mapped_features) -> scalar tensor`` and added
+        to the ISTN's loss, already weighted. Both arguments are lists of
+        ``(n, C_l, *spatial_l)`` feature maps of the ITN's encoder, finest
+        first, with ``C_l = channels[l]``: of the input images (computed
+        without gradient) and of the ITN's outputs for them.
     """

@@ -15,6 +15,7 @@ def test_builtins_are_registered_by_istn_sk():
     assert registry.names("loss") == ["bce", "bce_logits", "l1", "mse"]
     assert registry.names("augmentation") == ["reference", "shift", "translation_cutout"]
     assert registry.names("regulariser") == ["lecam", "r1"]
+    assert registry.names("content_loss") == ["patch_nce"]
     entry = registry.get("spatial_transformer", "bspline")
     assert (entry.provider, entry.version) == ("istn-sk", istn_sk.__version__)
 

@@ -95,9 +95,22 @@ class ImageTransformerNetwork(nn.Module):
         #: Channels of the maps an optional FiLM conditioning modulates, in ``forward``'s
         #: order: the bottleneck output, then each decoder level's output (coarse to fine).
         self.film_channels = (widths[-1], *reversed(widths[:-1]))
+        #: Channels of the maps :meth:`encode` returns, finest first.
+        self.encoder_channels = tuple(widths)
         if output != "tanh":
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's feature maps, finest first: the stem's, then each stride-2 level's.
+
+        Their channels are ``encoder_channels``; a content loss compares them
+        between an image and its transformed version.
+        """
+        features = [self.stem(x)]
+        for block in self.down:
+            features.append(block(features[-1]))
+        return features
 
     def forward(self, x: torch.Tensor, film=None) -> torch.Tensor:
         """Transformed images, same shape as ``x``, in [-1, 1].
@@ -106,9 +119,7 @@ class ImageTransformerNetwork(nn.Module):
         entry of ``film_channels``; each map ``h`` becomes ``h * (1 + scale) + shift``
         (:func:`~istn_sk.nn._film.apply_film`). None (the default) modulates nothing.
         """
-        skips = [self.stem(x)]
-        for block in self.down:
-            skips.append(block(skips[-1]))
+        skips = self.encode(x)
         h = self.bottleneck(skips.pop())
         if film is not None:
             h = apply_film(h, film[0])
