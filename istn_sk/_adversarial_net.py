@@ -197,9 +197,9 @@ class AdversarialISTNNet(NeuralNet):
         self.dis_augment_ = get_augmentation(self.dis_augmentation, "dis_augmentation")
         self.regularisers_ = build_regularisers(self.dis_regularisers)
         self.content_ = nn.ModuleDict({
-            direction: build_content_losses(self.content_losses, istn.itn.encoder_channels)
+            direction: build_content_losses(self.content_losses, istn.encoder_channels)
             for direction, istn in self.module_.items()
-            if self.content_losses and getattr(istn, "itn", None) is not None
+            if self.content_losses and getattr(istn, "encoder_channels", None) is not None
         })
         return self
 
@@ -263,11 +263,10 @@ class AdversarialISTNNet(NeuralNet):
         istn = self.module_[direction]
         if direction not in self.content_:
             return _call(istn, images, sites)
-        parts = istn.explain(images)
-        itn = istn.itn
+        parts = _call(istn, images, sites, "explain")
         with torch.no_grad():
-            keys = itn.encode(images)
-        queries = itn.encode(parts["appearance"])
+            keys = _call(istn, images, sites, "encode")
+        queries = _call(istn, parts["appearance"], sites, "encode")
         loss = sum(content(keys, queries) for content in self.content_[direction])
         terms["content_loss"] = terms.get("content_loss", 0.0) + loss
         return parts["output"]

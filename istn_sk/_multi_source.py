@@ -19,8 +19,8 @@ it keeps its own code path, unchanged. ``multi_source`` chooses the networks:
 
 In both, the identity term maps each pair's target image by the pair's site,
 and a task model trained alongside (``task=``) learns on the pooled mapped
-sources. Not built for several source sites: ``mode="cyclegan"``,
-``select_epoch`` and ``content_losses``.
+sources. Not built for several source sites: ``mode="cyclegan"`` and
+``select_epoch``.
 """
 
 from __future__ import annotations
@@ -63,9 +63,6 @@ def _check_many_sites(adapter, sites: np.ndarray) -> None:
     if adapter.select_epoch is not None:
         raise ValueError(f"select_epoch is not built for several source sites (got "
                          f"{sites.tolist()}): leave it None or fit one site")
-    if adapter.content_losses:
-        raise ValueError(f"content_losses are not built for several source sites (got "
-                         f"{sites.tolist()}): leave them None or fit one site")
 
 
 def fit_many_sites(adapter, X, y, layout, array: np.ndarray, is_source: np.ndarray,

@@ -121,11 +121,19 @@ def test_bad_content_losses_are_one_clear_error(data, options, message):
         ISTNAdapter(stn="affine", max_epochs=1, **options).fit(X, sample_domain=sd)
 
 
-def test_content_losses_with_several_source_sites_are_refused(data):
+@pytest.mark.parametrize("multi_source", ["conditioned", "independent"])
+def test_several_source_sites_share_one_content_loss_through_their_sites_itns(data, multi_source):
     X, _, sd = data
     sites = np.where(sd > 0, 1 + np.arange(len(sd)) % 2, sd)
-    with pytest.raises(ValueError, match="content_losses are not built for several source"):
-        ISTNAdapter(max_epochs=1, **NCE).fit(X, sample_domain=sites)
+    adapter = ISTNAdapter(nf=4, max_epochs=1, multi_source=multi_source, random_state=0, **NCE)
+    adapter.fit(X, sample_domain=sites)
+    (content,) = adapter.net_.content_["s2t"]
+    assert len(content.heads) == 2 and adapter.history_[-1, "content_loss"] > 0
+    istn = adapter.net_.module_["s2t"]
+    index = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        features = istn.encode(torch.as_tensor(X[:4]), index)
+    assert [f.shape[1] for f in features] == list(istn.encoder_channels) == [4, 8]
 
 
 class _MeanFeatureGap:

@@ -114,6 +114,15 @@ class SiteConditionedISTN(nn.Module):
         return {"itn": [film(embedding) for film in self.itn_film] or None,
                 "stn": None if self.stn_film is None else self.stn_film(embedding)}
 
+    @property
+    def encoder_channels(self) -> tuple[int, ...] | None:
+        """Channels of :meth:`encode`'s maps, as :attr:`~istn_sk.nn.ISTN.encoder_channels`."""
+        return self.istn.encoder_channels
+
+    def encode(self, x: torch.Tensor, site: torch.Tensor) -> list[torch.Tensor]:
+        """The ITN encoder's feature maps; the encoder is shared by every site (no FiLM)."""
+        return self.istn.encode(x)
+
     def appearance(self, x: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
         """The ITN's output for the rows' sites, as :meth:`~istn_sk.nn.ISTN.appearance`."""
         return self.istn.appearance(x, self._film(x, site))
@@ -153,6 +162,8 @@ class PerSiteNetworks(nn.Module):
                 rows.append(mine)
                 parts.append(call(network, x[mine]))
         order = torch.argsort(torch.cat(rows))
+        if isinstance(parts[0], list):
+            return [torch.cat(level)[order] for level in zip(*parts, strict=True)]
         if isinstance(parts[0], dict):
             return {key: None if parts[0][key] is None
                     else torch.cat([part[key] for part in parts])[order] for key in parts[0]}
@@ -161,6 +172,15 @@ class PerSiteNetworks(nn.Module):
     def forward(self, x: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
         """Each row of ``x`` through the network of its ``site`` (indices), in row order."""
         return self._dispatch(x, site, lambda network, rows: network(rows))
+
+    @property
+    def encoder_channels(self) -> tuple[int, ...] | None:
+        """Channels of :meth:`encode`'s maps (the same for every site's ISTN)."""
+        return self.sites[0].encoder_channels
+
+    def encode(self, x: torch.Tensor, site: torch.Tensor) -> list[torch.Tensor]:
+        """Each row's feature maps from its site's ITN encoder (:meth:`~istn_sk.nn.ISTN.encode`)."""
+        return self._dispatch(x, site, lambda network, rows: network.encode(rows))
 
     def appearance(self, x: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
         """Each row's ITN output, as :meth:`~istn_sk.nn.ISTN.appearance`."""

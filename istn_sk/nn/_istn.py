@@ -70,6 +70,15 @@ class ISTN(nn.Module):
         """Transformed images, same shape as ``x``."""
         return self.explain(x, film)["output"]
 
+    @property
+    def encoder_channels(self) -> tuple[int, ...] | None:
+        """Channels of :meth:`encode`'s maps; None without an ITN (or one with no encoder)."""
+        return getattr(self.itn, "encoder_channels", None)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The ITN encoder's feature maps of ``x``, finest first (what content losses compare)."""
+        return self.itn.encode(x)
+
     def appearance(self, x: torch.Tensor, film=None) -> torch.Tensor:
         """The ITN's output alone (``x`` itself without an ITN); ``film`` as in :meth:`explain`."""
         itn_film = (film or {}).get("itn")
