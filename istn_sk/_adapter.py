@@ -120,12 +120,17 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
     dis_regularisers : dict of str to float, optional
         Discriminator regularisers and their weights, e.g. ``{"r1": 1.0}``
         or ``{"lecam": 0.1}`` (registered: ``"r1"``, ``"lecam"``, plugins').
-    content_losses : dict of str to float, optional
-        Content losses on the ITN and their weights, e.g. ``{"patch_nce": 1.0}``
-        (registered: ``"patch_nce"``, CUT's patch-wise contrastive loss between
-        the ITN encoder's features of each input and of its output; plugins').
-        They ask the appearance change to keep what is where, and need an ITN
-        (measured in docs/results.md).
+    content_losses : "auto", str, dict of str to float or None, default="auto"
+        Content losses on the ITN: a registered name (weight 1) or a dict of
+        names and weights, e.g. ``{"patch_nce": 0.5}``; None for none;
+        ``"auto"``: ``"patch_nce"`` when there is an ITN, none without.
+        PatchNCE is CUT's content loss (Park et al. 2020): each patch of the
+        ITN's output must pick out, among 256 patches of the input image, the
+        one at its own position, in the ITN encoder's features. It asks the
+        appearance change to keep what is where: on Morpho-MNIST A -> B and
+        A -> D it raised the fresh task model (the ``Pipeline`` path) from
+        0.90 / 0.84 to 0.92 / 0.91 and cut the seed spread to <= 0.02
+        (docs/results.md). Named content losses with ``itn=False`` are an error.
     dis_coordinates : {"auto", True, False}, default="auto"
         Give every discriminator each voxel's coordinates as extra input
         channels (CoordConv; :class:`~istn_sk.nn._coordinates.WithCoordinates`),
@@ -194,7 +199,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                  dis_lr=None, batch_size=32, max_epochs=20, image_shape=None, spatial_dims=None,
                  device="cpu", random_state=None, task=None, task_weight=1.0, ema_decay=0.99,
                  augmentation=None, dis_augmentation=None, dis_regularisers=None,
-                 content_losses=None, dis_coordinates="auto", select_epoch=None,
+                 content_losses="auto", dis_coordinates="auto", select_epoch=None,
                  validation_fraction=0.1, checkpoint_dir=None, callbacks=None, verbose=0,
                  multi_source="conditioned"):
         self.itn = itn

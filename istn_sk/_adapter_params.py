@@ -13,6 +13,8 @@ from .nn._itn import ITN_OUTPUTS
 
 MODES = ("unidirectional", "cyclegan")
 IDENTITY_ON = ("itn", "istn")
+#: What ``content_losses="auto"`` builds for an adapter with an ITN.
+DEFAULT_CONTENT_LOSS = "patch_nce"
 
 
 def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
@@ -58,9 +60,10 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
                              f"got {policy!r}")
         get_augmentation(policy, name)   # an unknown name lists the registered ones
     build_regularisers(adapter.dis_regularisers)
-    if build_content_losses(adapter.content_losses, (1,)) and not adapter.itn:
+    if adapter.content_losses != "auto" and build_content_losses(adapter.content_losses, (1,)) \
+            and not adapter.itn:
         raise ValueError("content_losses compare the ITN's input and output features; "
-                         "with itn=False there is no ITN: enable it or drop content_losses")
+                         "with itn=False there is no ITN: enable it or set content_losses=None")
     for name in ("lr", "dis_lr", "consistency_weight", "task_weight"):
         value = getattr(adapter, name)
         if name == "dis_lr" and value is None:
@@ -83,6 +86,13 @@ def per_axis(value, spatial_dims: int) -> tuple[int, ...]:
 def has_stn(adapter) -> bool:
     """Whether ``adapter.stn`` names a spatial transformer (None and ``"none"`` do not)."""
     return adapter.stn not in (None, "none")
+
+
+def resolved_content_losses(adapter):
+    """``adapter.content_losses`` resolved: ``"auto"`` means PatchNCE when there is an ITN."""
+    if adapter.content_losses == "auto":
+        return DEFAULT_CONTENT_LOSS if adapter.itn else None
+    return adapter.content_losses
 
 
 def discriminator_sees_coordinates(adapter) -> bool:

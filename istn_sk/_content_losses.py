@@ -92,13 +92,14 @@ class PatchNCELoss(nn.Module):
         return self.weight * total / len(self.heads)
 
 
-def build_content_losses(weights: Mapping[str, float] | None, channels: Sequence[int],
+def build_content_losses(weights: Mapping[str, float] | str | None, channels: Sequence[int],
                          parameter: str = "content_losses") -> nn.ModuleList:
     """One module per ``{name: weight}`` entry, from the registered content losses.
 
     Parameters
     ----------
-    weights : dict of str to float, optional
+    weights : dict of str to float, str or None
+        A name alone stands for ``{name: 1.0}``.
     channels : sequence of int
         The ITN's ``encoder_channels``, passed to every factory.
     parameter : str
@@ -114,9 +115,11 @@ def build_content_losses(weights: Mapping[str, float] | None, channels: Sequence
     """
     if not weights:
         return nn.ModuleList()
+    if isinstance(weights, str):
+        weights = {weights: 1.0}
     if not isinstance(weights, Mapping):
-        raise ValueError(f"{parameter} must be None or a dict of content-loss names to "
-                         f"weights, got {weights!r}")
+        raise ValueError(f"{parameter} must be None, a content-loss name or a dict of names "
+                         f"to weights, got {weights!r}")
     from ._registry import get_registry
 
     registry = get_registry()

@@ -124,7 +124,8 @@ def _decode(value, where: str):
 
 # Parameters added after model files were first written, with the value every older
 # file was trained with (a newer default would rebuild a different network or training).
-BEFORE_THE_PARAMETER = {"dis_coordinates": False, "identity_on": "istn", "lr_schedule": "constant"}
+BEFORE_THE_PARAMETER = {"content_losses": None, "dis_coordinates": False, "identity_on": "istn",
+                        "lr_schedule": "constant"}
 
 
 def _plan_estimator(record: dict, tag: str, where: str, kind: str) -> _Build:

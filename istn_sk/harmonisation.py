@@ -3,6 +3,9 @@
 * :func:`site_classification_score`: can a fresh classifier still tell two
   image sets apart? Balanced accuracy near 0.5 (and a large permutation
   p-value) means the site is no longer visible.
+* :func:`multi_site_classification_score`: the same question for any number
+  of sites at once; balanced accuracy near ``1 / n_sites`` means no site is
+  visible.
 * :func:`intensity_distance`: Wasserstein distance between the intensity
   distributions of two image sets.
 * :func:`paired_similarity`: MAE, PSNR and SSIM (scikit-image's) of each
@@ -22,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, permutation_test_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score, permutation_test_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -30,6 +33,7 @@ __all__ = [
     "folding_fraction",
     "intensity_distance",
     "jacobian_determinant",
+    "multi_site_classification_score",
     "paired_similarity",
     "site_classification_score",
 ]
@@ -69,14 +73,73 @@ def site_classification_score(images_a, images_b, *, pool: int = 4, cv: int = 5,
     if min(len(a), len(b)) < cv:
         raise ValueError(f"site_classification_score needs at least cv={cv} images per set, "
                          f"got {len(a)} and {len(b)}")
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     score, permuted, p_value = permutation_test_score(
-        model, features, labels, scoring="balanced_accuracy",
+        _linear_classifier(), features, labels, scoring="balanced_accuracy",
         cv=StratifiedKFold(cv, shuffle=True, random_state=random_state),
         n_permutations=n_permutations, random_state=random_state,
     )
     return {"balanced_accuracy": float(score), "p_value": float(p_value),
             "permutation_mean": float(np.mean(permuted))}
+
+
+def multi_site_classification_score(images, sites, *, pool: int = 4, cv: int = 5,
+                                    random_state: int | None = 0) -> dict[str, float]:
+    """Cross-validated balanced accuracy of a linear classifier telling any number of sites apart.
+
+    The features and the classifier are those of
+    :func:`site_classification_score` (average pooling by ``pool`` along every
+    spatial axis, standardisation, L2 logistic regression, here multinomial),
+    scored by stratified ``cv``-fold cross-validation. Balanced accuracy is
+    the mean over sites of the fraction of a site's images given to that
+    site, so unequal site sizes do not move chance away from ``1 / n_sites``.
+    No permutation test: compare with ``chance``.
+
+    Parameters
+    ----------
+    images : array-like, shape (n, C, *spatial)
+        Every site's images (2D or 3D), e.g. the mapped images of each source
+        site and the target's.
+    sites : array-like, shape (n,)
+        The site of each image (any labels: ints, names).
+    pool : int, default=4
+        Pooling factor per spatial axis (1 keeps every voxel).
+    cv : int, default=5
+        Stratified folds; every site needs at least ``cv`` images.
+    random_state : int or None, default=0
+        Seeds the folds.
+
+    Returns
+    -------
+    dict
+        ``balanced_accuracy`` (mean of the ``cv`` folds' scores), ``chance``
+        (``1 / n_sites``) and ``n_sites``.
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not one finite ``(n, C, *spatial)`` array, ``sites``
+        is not one label per image, there are fewer than two sites, or a
+        site has fewer than ``cv`` images.
+    """
+    images = _image_set(images, "images")
+    sites = np.asarray(sites)
+    if sites.ndim != 1 or len(sites) != len(images):
+        raise ValueError(f"sites must hold one label per image: {len(images)} images, got "
+                         f"sites of shape {sites.shape}")
+    names, counts = np.unique(sites, return_counts=True)
+    if len(names) < 2:
+        raise ValueError(f"multi_site_classification_score needs at least 2 sites, got "
+                         f"{names.tolist()}")
+    if counts.min() < cv:
+        small = {str(name): int(count) for name, count in zip(names, counts, strict=True)
+                 if count < cv}
+        raise ValueError(f"multi_site_classification_score needs at least cv={cv} images per "
+                         f"site; fewer: {small}")
+    scores = cross_val_score(_linear_classifier(), _pooled(images, pool), sites,
+                             scoring="balanced_accuracy",
+                             cv=StratifiedKFold(cv, shuffle=True, random_state=random_state))
+    return {"balanced_accuracy": float(np.mean(scores)), "chance": 1.0 / len(names),
+            "n_sites": len(names)}
 
 
 def intensity_distance(images_a, images_b, *, mask_a=None, mask_b=None) -> float:
@@ -224,6 +287,10 @@ def folding_fraction(displacement) -> np.ndarray:
     return (determinant <= 0).reshape(len(determinant), -1).mean(axis=1)
 
 
+def _linear_classifier():
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+
+
 def _pooled(images: np.ndarray, pool: int) -> np.ndarray:
     if pool < 1:
         raise ValueError(f"pool must be a positive integer, got {pool!r}")
@@ -245,6 +312,14 @@ def _pair_of_sets(a, b, paired: bool = False) -> tuple[np.ndarray, np.ndarray]:
     if paired and len(a) != len(b):
         raise ValueError(f"paired image sets need as many rows, got {len(a)} and {len(b)}")
     return a, b
+
+
+def _image_set(values, name: str) -> np.ndarray:
+    array = _finite(values, name)
+    if array.ndim not in (4, 5):
+        raise ValueError(f"{name} must be an (n, C, *spatial) array with 2 or 3 spatial axes, "
+                         f"got shape {array.shape}")
+    return array
 
 
 def _finite(values, name: str) -> np.ndarray:

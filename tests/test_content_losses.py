@@ -65,7 +65,8 @@ def test_patch_nce_samples_at_most_n_patches_positions_in_3d():
 
 def test_an_adapter_trains_the_heads_records_the_loss_and_changes_only_the_itns_loss(data):
     X, _, sd = data
-    plain = ISTNAdapter(stn="affine", nf=4, max_epochs=2, random_state=0).fit(X, sample_domain=sd)
+    plain = ISTNAdapter(stn="affine", nf=4, max_epochs=2, random_state=0, content_losses=None)
+    plain.fit(X, sample_domain=sd)
     adapter = ISTNAdapter(stn="affine", nf=4, max_epochs=2, random_state=0, **NCE)
     adapter.fit(X, sample_domain=sd)
     content = adapter.net_.content_["s2t"][0]
@@ -100,6 +101,23 @@ def test_a_resumed_fit_with_a_content_loss_matches_an_uninterrupted_one(data, tm
     assert resumed.history_[:, "content_loss"] == uninterrupted.history_[:, "content_loss"]
 
 
+def test_auto_is_patch_nce_with_an_itn_and_nothing_without(data):
+    X, _, sd = data
+    default = ISTNAdapter(stn="affine", nf=4, max_epochs=1, random_state=0).fit(X, sample_domain=sd)
+    named = ISTNAdapter(stn="affine", nf=4, max_epochs=1, random_state=0,
+                        content_losses="patch_nce").fit(X, sample_domain=sd)
+    assert default.content_losses == "auto"
+    assert isinstance(default.net_.content_["s2t"][0], PatchNCELoss)
+    np.testing.assert_array_equal(default.transform(X), named.transform(X))
+    stn_only = ISTNAdapter(itn=False, nf=4, max_epochs=1, random_state=0).fit(X, sample_domain=sd)
+    assert len(stn_only.net_.content_) == 0 and "content_loss" not in stn_only.history_[-1]
+
+
+def test_a_name_alone_is_the_loss_at_weight_one():
+    (loss,) = build_content_losses("patch_nce", (4, 8))
+    assert isinstance(loss, PatchNCELoss) and loss.weight == 1.0 and len(loss.heads) == 2
+
+
 def test_a_model_file_keeps_the_content_losses_and_maps_as_before(data, tmp_path):
     X, _, sd = data
     adapter = ISTNAdapter(stn="affine", nf=4, max_epochs=1, random_state=0, **NCE)
@@ -112,7 +130,8 @@ def test_a_model_file_keeps_the_content_losses_and_maps_as_before(data, tmp_path
 @pytest.mark.parametrize(("options", "message"), [
     ({"content_losses": {"nce": 1.0}}, "unknown content_loss.*registered: patch_nce"),
     ({"content_losses": {"patch_nce": -1.0}}, r"content_losses\['patch_nce'\] must be a non-neg"),
-    ({"content_losses": ["patch_nce"]}, "content_losses must be None or a dict"),
+    ({"content_losses": ["patch_nce"]}, "content_losses must be None, a content-loss name or"),
+    ({"content_losses": "nce"}, "unknown content_loss.*registered: patch_nce"),
     ({"content_losses": {"patch_nce": 1.0}, "itn": False}, "with itn=False there is no ITN"),
 ])
 def test_bad_content_losses_are_one_clear_error(data, options, message):

@@ -93,10 +93,10 @@ def test_domain_confusion_ranks_a_good_adapter_above_a_broken_one(routing):
     # defaults (identity term on the ITN, coordinates for the discriminator) the same fits
     # map closer to T pixel for pixel (|S2T - T| / |S - T| 0.17-0.26 vs 0.23-0.26) but score
     # 0.00-0.10 here: too close to the identity's 0 for a ranking test, so this test keeps
-    # the settings its margin was measured with.
+    # the settings its margin was measured with (no content loss either).
     X, _, sd = make_shifted_shapes(100, (20, 20), shift=3.0, random_state=0)
     scorer = DomainConfusionScorer()
-    measured = {"nf": 8, "identity_on": "istn", "dis_coordinates": False}
+    measured = {"nf": 8, "identity_on": "istn", "dis_coordinates": False, "content_losses": None}
     good, broken = [], []
     for seed in range(3):
         fitted = ISTNAdapter(**measured, max_epochs=10, random_state=seed).fit(

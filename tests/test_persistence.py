@@ -233,18 +233,21 @@ def test_classes_outside_the_table_are_refused_when_saving(data, tmp_path):
 
 
 def test_files_from_before_a_parameter_load_with_what_they_were_trained_with(data, tmp_path):
-    # an adapter file written before dis_coordinates / identity_on / lr_schedule existed:
-    # its discriminator has no coordinate channels, its task model decayed no rate
+    # an adapter file written before content_losses / dis_coordinates / identity_on /
+    # lr_schedule existed: no content loss, its discriminator has no coordinate channels,
+    # its task model decayed no rate
     X, y, sd = data
     adapter = ISTNAdapter(task=TaskClassifier(nf=4, lr_schedule="constant"), dis_coordinates=False,
-                          identity_on="istn", **TINY).fit(X, y, sample_domain=sd)
+                          identity_on="istn", content_losses=None, **TINY).fit(X, y,
+                                                                              sample_domain=sd)
     payload = torch.load(save_model(adapter, tmp_path / "new.pt"), weights_only=True)
-    for key in ("dis_coordinates", "identity_on"):
+    for key in ("content_losses", "dis_coordinates", "identity_on"):
         del payload["params"][key]
     del payload["task"]["params"]["lr_schedule"]
     torch.save(payload, tmp_path / "old.pt")
     loaded = load_model(tmp_path / "old.pt")
-    assert (loaded.dis_coordinates, loaded.identity_on) == (False, "istn")
+    assert (loaded.content_losses, loaded.dis_coordinates, loaded.identity_on) == (None, False,
+                                                                                  "istn")
     assert loaded.task_.lr_schedule == "constant"
     np.testing.assert_array_equal(loaded.transform(X), adapter.transform(X))
     coordinates = ISTNAdapter(dis_coordinates=True, **TINY).fit(X, sample_domain=sd)
