@@ -211,3 +211,22 @@ def test_brain_baselines_benchmark_scores_every_method_in_both_directions(tmp_pa
     nyul = rows[rows.method == "Nyul"].set_index("direction")
     # Nyul maps the source's intensity landmarks onto the target's: the distance falls
     assert (nyul["intensity distance"] < none["intensity distance"]).all()
+
+
+def test_many_brain_sites_benchmark_scores_each_source_site_before_and_after(tmp_path):
+    env = {**os.environ, "ISTN_SK_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "many_brain_sites.py"), str(tmp_path / "out"),
+         "--quick", "--seeds", "0"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_csv(tmp_path / "out" / "many-brain-sites.csv")
+    assert set(rows.mapping) == {"none", "conditioned"} and set(rows.target) == {"ukbb"}
+    for mapping in ("none", "conditioned"):
+        mine = rows[rows.mapping == mapping].set_index("source")
+        assert set(mine.index) == {"pooled", "camcan", "site2", "site3"}
+        assert mine.site_bacc_vs_target.between(0, 1).all()
+        assert mine.travelling_ssim.between(-1, 1).all() and (mine.travelling_mae > 0).all()
+        assert 0 <= mine.loc["pooled", "site_bacc"] <= 1
+        assert 0 <= mine.loc["pooled", "sex_accuracy"] <= 1

@@ -103,9 +103,13 @@ def normalised(method: str, X, mask, site, covariates, fit_rows, target: int,
     raise ValueError(f"unknown method {method!r}")
 
 
-def mapped_inside_the_brain(adapter, X: np.ndarray, mask: np.ndarray,
-                            rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mapped_inside_the_brain(adapter, X: np.ndarray, mask: np.ndarray, rows: np.ndarray,
+                            sample_domain: np.ndarray | None = None
+                            ) -> tuple[np.ndarray, np.ndarray]:
     """``X`` with ``rows`` mapped by ``adapter``, kept inside their warped brain masks.
+
+    ``sample_domain`` (one source site per row of ``X``) is needed after a
+    fit on several source sites; each mapped row goes through its own site.
 
     The ITN changes background voxels too (the simulated scans have exact 0
     outside the brain), and the STN moves the brain, so each mapped scan is
@@ -113,7 +117,8 @@ def mapped_inside_the_brain(adapter, X: np.ndarray, mask: np.ndarray,
     interpolation, > 0.5): the measures then compare brains with brains, as
     they do for the intensity baselines, whose background stays 0.
     """
-    parts = adapter.explain(X[rows])
+    parts = adapter.explain(X[rows], sample_domain=None if sample_domain is None
+                            else sample_domain[rows])
     with torch.no_grad():
         warped = Warp()(torch.from_numpy(mask[rows].astype(np.float32)),
                         torch.from_numpy(parts["displacement"])).numpy() > 0.5
