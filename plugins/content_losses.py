@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from istn_sk.hookspecs import hookimpl
+
+if TYPE_CHECKING:   # torch is imported when a loss is built, not when plugins load
+    from torch import nn
 
 
 def patch_nce_loss(weight: float, channels: Sequence[int]) -> nn.Module:
