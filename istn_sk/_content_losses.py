@@ -11,9 +11,7 @@ place in the input than like any other patch of that input.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from numbers import Real
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -120,17 +118,11 @@ def build_content_losses(weights: Mapping[str, float] | str | None, channels: Se
     if not isinstance(weights, Mapping):
         raise ValueError(f"{parameter} must be None, a content-loss name or a dict of names "
                          f"to weights, got {weights!r}")
-    from ._registry import get_registry
+    from ._registry import weighted_factories
 
-    registry = get_registry()
     built = nn.ModuleList()
-    for name, weight in weights.items():
-        factory = registry.get("content_loss", name, parameter=parameter).factory
-        if not isinstance(weight, Real) or isinstance(weight, bool) or not np.isfinite(weight) \
-                or weight < 0:
-            raise ValueError(f"{parameter}[{name!r}] must be a non-negative number, "
-                             f"got {weight!r}")
-        loss = factory(float(weight), tuple(channels))
+    for name, factory, weight in weighted_factories("content_loss", weights, parameter):
+        loss = factory(weight, tuple(channels))
         if not isinstance(loss, nn.Module):
             raise ValueError(f"the content loss {name!r} factory returned "
                              f"{type(loss).__name__}, not a torch.nn.Module")

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import pluggy
@@ -249,3 +251,28 @@ def get_registry(*, refresh: bool = False) -> Registry:
     if _registry is None or refresh:
         _registry = Registry(make_plugin_manager())
     return _registry
+
+
+def weighted_factories(kind: str, weights, parameter: str) -> list[tuple[str, Callable, float]]:
+    """``(name, factory, weight)`` for each ``{name: weight}`` entry, checked.
+
+    For the parameters that take registered names with weights (``dis_regularisers``,
+    ``content_losses``); ``weights`` must already be a mapping.
+
+    Raises
+    ------
+    ValueError
+        A weight is not a non-negative finite number.
+    PluginError
+        A name is not registered for ``kind``.
+    """
+    registry = get_registry()
+    checked = []
+    for name, weight in weights.items():
+        factory = registry.get(kind, name, parameter=parameter).factory
+        if not isinstance(weight, Real) or isinstance(weight, bool) \
+                or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"{parameter}[{name!r}] must be a non-negative number, "
+                             f"got {weight!r}")
+        checked.append((name, factory, float(weight)))
+    return checked

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from numbers import Real
 
-import numpy as np
 import torch
 
 
@@ -81,15 +79,7 @@ def build_regularisers(weights: Mapping[str, float] | None,
     if not isinstance(weights, Mapping):
         raise ValueError(f"{parameter} must be None or a dict of regulariser names to weights, "
                          f"got {weights!r}")
-    from ._registry import get_registry
+    from ._registry import weighted_factories
 
-    registry = get_registry()
-    built = []
-    for name, weight in weights.items():
-        factory = registry.get("regulariser", name, parameter=parameter).factory
-        if not isinstance(weight, Real) or isinstance(weight, bool) or not np.isfinite(weight) \
-                or weight < 0:
-            raise ValueError(f"{parameter}[{name!r}] must be a non-negative number, "
-                             f"got {weight!r}")
-        built.append(factory(float(weight)))
-    return built
+    return [factory(weight)
+            for _, factory, weight in weighted_factories("regulariser", weights, parameter)]
