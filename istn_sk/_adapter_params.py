@@ -60,8 +60,7 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
                              f"got {policy!r}")
         get_augmentation(policy, name)   # an unknown name lists the registered ones
     build_regularisers(adapter.dis_regularisers)
-    if adapter.content_losses != "auto" and build_content_losses(adapter.content_losses, (1,)) \
-            and not adapter.itn:
+    if build_content_losses(resolved_content_losses(adapter), (1,)) and not adapter.itn:
         raise ValueError("content_losses compare the ITN's input and output features; "
                          "with itn=False there is no ITN: enable it or set content_losses=None")
     for name in ("lr", "dis_lr", "consistency_weight", "task_weight"):
