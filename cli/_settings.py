@@ -141,6 +141,9 @@ ESTIMATOR_OPTIONS = {
     "mode": (click.Choice(["unidirectional", "cyclegan"]),
              "One ISTN, or two trained with cycle terms (da_bidirectional_training.py)."),
     "random_state": (int, "Seed: a fixed value gives identical runs on CPU."),
+    "precision": (click.Choice(["float32", "bfloat16"]),
+                  "Training arithmetic: bfloat16 autocast is faster on CPUs with AVX-512 BF16 "
+                  "or AMX and on recent GPUs (README, training-step speed)."),
 }
 
 

@@ -309,7 +309,8 @@ def _adapter_keys() -> set[str]:
 @data_options("train", "test")
 @sites_options
 @task_options
-@estimator_options("stn", "nf", "max_epochs", "batch_size", "lr", "mode", "random_state")
+@estimator_options("stn", "nf", "max_epochs", "batch_size", "lr", "mode", "random_state",
+                   "precision")
 @validation_options
 @tracking_options
 @click.option("--nii", is_flag=True,
@@ -480,7 +481,8 @@ def train_task_command(ctx: click.Context, **_: Any) -> None:
               help="Task model of the protocol.")
 @click.option("--finetune", is_flag=True, help="Fine-tune T_S2T from T_S instead of training "
                                                "it from scratch.")
-@estimator_options("stn", "nf", "max_epochs", "batch_size", "lr", "mode", "random_state")
+@estimator_options("stn", "nf", "max_epochs", "batch_size", "lr", "mode", "random_state",
+                   "precision")
 @quiet_option
 @run_options
 @click.pass_context

@@ -163,6 +163,18 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         conditioned on the site (FiLM) and one discriminator, or one ISTN and
         discriminator per site (:mod:`~istn_sk._multi_source`,
         docs/many-sites.md). One source site ignores it.
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of the training step's forward passes. ``"bfloat16"``
+        trains under :func:`torch.autocast` (convolutions and matrix products
+        in bfloat16; weights, optimizer states and losses in float32): a
+        faster step on CPUs with AVX-512 BF16 or AMX and on recent GPUs, not
+        on others; ``transform`` always runs in float32. Speed and adaptation
+        quality measured in docs/results.md and the README.
+    itn_options : dict, optional
+        More ITN settings (:class:`~istn_sk.nn.ImageTransformerNetwork`):
+        ``coordinates`` (bool: voxel positions as extra encoder inputs, so the
+        ITN can undo a position-dependent gain such as a receive bias field),
+        ``depth`` (stride-2 levels), ``p_dropout``.
 
     Attributes
     ----------
@@ -201,7 +213,7 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
                  augmentation=None, dis_augmentation=None, dis_regularisers=None,
                  content_losses="auto", dis_coordinates="auto", select_epoch=None,
                  validation_fraction=0.1, checkpoint_dir=None, callbacks=None, verbose=0,
-                 multi_source="conditioned"):
+                 multi_source="conditioned", precision="float32", itn_options=None):
         self.itn = itn
         self.itn_output = itn_output
         self.stn = stn
@@ -237,6 +249,8 @@ class ISTNAdapter(TrainedAlongsideMixin, TransformerMixin, BaseEstimator):
         self.callbacks = callbacks
         self.verbose = verbose
         self.multi_source = multi_source
+        self.precision = precision
+        self.itn_options = itn_options
 
     __metadata_request__fit = {"sample_domain": True}
     __metadata_request__transform = {"sample_domain": True}

@@ -13,6 +13,9 @@ from .nn._itn import ITN_OUTPUTS
 
 MODES = ("unidirectional", "cyclegan")
 IDENTITY_ON = ("itn", "istn")
+PRECISIONS = ("float32", "bfloat16")
+#: The ITN settings ``itn_options`` may hold (ImageTransformerNetwork's keywords).
+ITN_OPTIONS = ("coordinates", "depth", "p_dropout")
 #: What ``content_losses="auto"`` builds for an adapter with an ITN.
 DEFAULT_CONTENT_LOSS = "patch_nce"
 
@@ -28,6 +31,8 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
     """
     if adapter.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {adapter.mode!r}")
+    if adapter.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {adapter.precision!r}")
     if adapter.identity_on not in IDENTITY_ON:
         raise ValueError(f"identity_on must be one of {IDENTITY_ON}, got {adapter.identity_on!r}")
     if not isinstance(adapter.itn, (bool, np.bool_)):
@@ -36,6 +41,10 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
             or adapter.dis_coordinates == "auto"):
         raise ValueError(f"dis_coordinates must be 'auto', True or False, got "
                          f"{adapter.dis_coordinates!r}")
+    if not (adapter.itn_options is None or (isinstance(adapter.itn_options, dict)
+            and set(adapter.itn_options) <= set(ITN_OPTIONS))):
+        raise ValueError(f"itn_options must be None or a dict with keys among {ITN_OPTIONS}, "
+                         f"got {adapter.itn_options!r}")
     if adapter.itn_output not in ITN_OUTPUTS:
         raise ValueError(f"itn_output must be one of {ITN_OUTPUTS}, got {adapter.itn_output!r}")
     if not adapter.itn and not has_stn(adapter):

@@ -152,6 +152,11 @@ class AdversarialISTNNet(NeuralNet):
         ISTN has an ITN (``content_``, a ``ModuleDict`` of ``ModuleList``) and
         trained with the ISTN's optimizer; each compares the ITN encoder's
         features of the input images with those of the ITN's outputs.
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of the training step's forward passes: ``"bfloat16"`` runs
+        them under :func:`torch.autocast` (convolutions and matrix products in
+        bfloat16; weights, optimizer states, losses and backward accumulation
+        in float32). Inference (``transform``) is always float32.
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
@@ -163,7 +168,8 @@ class AdversarialISTNNet(NeuralNet):
                  task_weight: float = 0.0, ema_decay: float | None = None,
                  augmentation: str | None = None, dis_augmentation: str | None = None,
                  dis_regularisers: dict[str, float] | None = None,
-                 content_losses: dict[str, float] | None = None, **kwargs) -> None:
+                 content_losses: dict[str, float] | None = None,
+                 precision: str = "float32", **kwargs) -> None:
         self.discriminator = discriminator
         self.consistency_weight = consistency_weight
         self.identity_on = identity_on
@@ -177,6 +183,7 @@ class AdversarialISTNNet(NeuralNet):
         self.dis_augmentation = dis_augmentation
         self.dis_regularisers = dis_regularisers
         self.content_losses = content_losses
+        self.precision = precision
         super().__init__(module, criterion, optimizer=torch.optim.Adam, **kwargs)
 
     @property
@@ -244,11 +251,16 @@ class AdversarialISTNNet(NeuralNet):
     def _adversarial(self, discriminator: nn.Module, fake: torch.Tensor,
                      sites: torch.Tensor | None = None) -> torch.Tensor:
         score = _scores_for(self.criterion_.gan,
-                            _call(discriminator, self._seen_by_discriminator(fake), sites))
+                            _call(discriminator, self._seen_by_discriminator(fake), sites).float())
         return self.criterion_.gan(score, self.soft_labels(score, 1))
 
     def _image_loss(self, output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        return self.criterion_.idt(to_unit(output), to_unit(reference))
+        return self.criterion_.idt(to_unit(output.float()), to_unit(reference.float()))
+
+    def autocast(self) -> torch.autocast:
+        """The context of the training step's forward passes (``precision``)."""
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16,
+                              enabled=self.precision == "bfloat16")
 
     def _identity_loss(self, istn: nn.Module, images: torch.Tensor,
                        sites: torch.Tensor | None = None) -> torch.Tensor:
@@ -262,14 +274,14 @@ class AdversarialISTNNet(NeuralNet):
         """``direction``'s ISTN applied to ``images``; adds its content losses to ``terms``."""
         istn = self.module_[direction]
         if direction not in self.content_:
-            return _call(istn, images, sites)
+            return _call(istn, images, sites).float()
         parts = _call(istn, images, sites, "explain")
         with torch.no_grad():
             keys = _call(istn, images, sites, "encode")
         queries = _call(istn, parts["appearance"], sites, "encode")
         loss = sum(content(keys, queries) for content in self.content_[direction])
         terms["content_loss"] = terms.get("content_loss", 0.0) + loss
-        return parts["output"]
+        return parts["output"].float()
 
     def istn_losses(self, source: torch.Tensor, target: torch.Tensor,
                     source_targets: torch.Tensor | None = None,
@@ -299,7 +311,7 @@ class AdversarialISTNNet(NeuralNet):
             task = self.task_net
             task.module_.train()
             terms["joint_loss"] = self.task_weight * task.get_loss(
-                task.module_(s2t), source_targets.to(task.device), training=True)
+                task.module_(s2t).float(), source_targets.to(task.device), training=True)
         if "t2s" in istn:
             t2s = self._mapped("t2s", target, None, terms)
             terms["gan_loss"] = terms["gan_loss"] + self._adversarial(dis["source"], t2s)
@@ -328,7 +340,7 @@ class AdversarialISTNNet(NeuralNet):
                 real = real.detach().requires_grad_(True)
                 seen = torch.cat([seen[:len(fake)], real])
             both = None if sites is None else torch.cat([sites, sites])
-            logits = _call(self.discriminator_[name], seen, both)
+            logits = _call(self.discriminator_[name], seen, both).float()
             p_fake, p_real = _scores_for(self.criterion_.dis, logits).split([len(fake), len(real)])
             loss = loss + 0.5 * (self.criterion_.dis(p_fake, self.soft_labels(p_fake, 0))
                                  + self.criterion_.dis(p_real, self.soft_labels(p_real, 1)))
@@ -341,8 +353,9 @@ class AdversarialISTNNet(NeuralNet):
         """One update of the task model on S2T (detached) with the source labels."""
         task = self.task_net
         task.module_.train()
-        loss = task.get_loss(task.module_(s2t.detach()), source_targets.to(task.device),
-                             training=True)
+        with self.autocast():
+            prediction = task.module_(s2t.detach()).float()
+        loss = task.get_loss(prediction, source_targets.to(task.device), training=True)
         task.optimizer_.zero_grad()
         loss.backward()
         task.optimizer_.step()
@@ -360,15 +373,18 @@ class AdversarialISTNNet(NeuralNet):
             source, target = self.augment_(source), self.augment_(target)
 
         self.discriminator_.requires_grad_(False)
-        terms, fakes = self.istn_losses(source, target, batch[2] if len(batch) > 2 else None,
-                                        sites)
+        with self.autocast():
+            terms, fakes = self.istn_losses(source, target,
+                                            batch[2] if len(batch) > 2 else None, sites)
         istn_loss = sum(terms.values())
         self.optimizer_.zero_grad()
         istn_loss.backward()
         self.optimizer_.step()
         self.discriminator_.requires_grad_(True)
 
-        dis_loss = self.discriminator_loss(fakes, {"target": target, "source": source}, sites)
+        with self.autocast():
+            dis_loss = self.discriminator_loss(fakes, {"target": target, "source": source},
+                                               sites)
         self.optimizer_discriminator_.zero_grad()
         dis_loss.backward()
         self.optimizer_discriminator_.step()

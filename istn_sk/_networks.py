@@ -77,13 +77,14 @@ def build_training_net(adapter, layout, task=None, callbacks=(),
         task_net=task, task_weight=float(adapter.task_weight), ema_decay=adapter.ema_decay,
         augmentation=adapter.augmentation, dis_augmentation=adapter.dis_augmentation,
         dis_regularisers=adapter.dis_regularisers, content_losses=resolved_content_losses(adapter),
+        precision=adapter.precision,
     ))
 
 def build_istn(adapter, layout) -> ISTN:
     """One untrained ISTN (ITN and registered STN) for ``layout`` from ``adapter``'s parameters."""
     spatial_dims = len(layout.spatial)
     itn = (ImageTransformerNetwork(spatial_dims, layout.channels, layout.spatial, nf=adapter.nf,
-                                   output=adapter.itn_output)
+                                   output=adapter.itn_output, **(adapter.itn_options or {}))
            if adapter.itn else None)
     stn = "none" if adapter.stn is None else adapter.stn
     entry = get_registry().get("spatial_transformer", stn, parameter="stn")

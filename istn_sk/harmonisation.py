@@ -8,7 +8,7 @@
   visible.
 * :func:`intensity_distance`: Wasserstein distance between the intensity
   distributions of two image sets.
-* :func:`paired_similarity`: MAE, PSNR and SSIM (scikit-image's) of each
+* :func:`paired_similarity`: MAE, PSNR, SSIM (scikit-image's) and correlation of each
   image against its paired ground truth (travelling subjects: the same
   subject at the target site), optionally inside a mask.
 * :func:`jacobian_determinant` and :func:`folding_fraction`: how a
@@ -172,7 +172,7 @@ def intensity_distance(images_a, images_b, *, mask_a=None, mask_b=None) -> float
 
 def paired_similarity(images, references, *, data_range: float = 2.0, sigma: float = 1.5,
                       mask=None) -> pd.DataFrame:
-    """MAE, PSNR and SSIM of each image against its paired reference, optionally inside a mask.
+    """MAE, PSNR, SSIM and correlation of each image against its paired reference.
 
     PSNR and SSIM are scikit-image's (:func:`skimage.metrics.peak_signal_noise_ratio`
     and :func:`skimage.metrics.structural_similarity`); SSIM follows Wang et
@@ -187,6 +187,12 @@ def paired_similarity(images, references, *, data_range: float = 2.0, sigma: flo
     voxels (away from the borders), the map being computed with the image's
     voxels outside the mask replaced by the reference's, so a difference
     outside the mask does not leak into windows that straddle its edge.
+
+    MAE, PSNR and SSIM reward an output whose contrast is shrunk towards a
+    constant (two flat images are close in all three, and SSIM's constants
+    then dominate); the Pearson ``correlation`` of the compared voxels does
+    not change under any increasing affine map of either image's
+    intensities, so a method cannot raise it by flattening its images.
 
     Parameters
     ----------
@@ -209,7 +215,8 @@ def paired_similarity(images, references, *, data_range: float = 2.0, sigma: flo
     -------
     pandas.DataFrame
         One row per pair: ``mae``, ``psnr`` (dB; inf for identical images),
-        ``ssim`` (1 for identical images).
+        ``ssim`` (1 for identical images), ``correlation`` (Pearson's r of the
+        compared voxels; 1 for identical images, nan when either is constant).
     """
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -241,8 +248,15 @@ def paired_similarity(images, references, *, data_range: float = 2.0, sigma: flo
         with np.errstate(divide="ignore"):
             psnr = peak_signal_noise_ratio(truth, compared, data_range=data_range)
         rows.append({"mae": float(np.mean(np.abs(compared - truth))), "psnr": float(psnr),
-                     "ssim": float(ssim)})
+                     "ssim": float(ssim), "correlation": _correlation(compared, truth)})
     return pd.DataFrame(rows)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r of two equal-sized voxel sets (nan when either is constant)."""
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    norm = np.sqrt(np.sum(a * a) * np.sum(b * b))
+    return float(np.sum(a * b) / norm) if norm > 0 else float("nan")
 
 
 def jacobian_determinant(displacement) -> np.ndarray:

@@ -207,6 +207,13 @@ def test_brain_baselines_benchmark_scores_every_method_in_both_directions(tmp_pa
     assert set(rows.direction) == {"camcan->ukbb", "ukbb->camcan"}
     assert {"none", "z-score", "Nyul", "ComBat", "ISTN"} <= set(rows.method)
     assert rows[rows.method == "ISTN"].drop(columns=["direction", "method"]).notna().all().all()
+    # only the ISTN moves voxels: the intensity methods have no deformation measures
+    assert rows[rows.method != "ISTN"][["jacobian mean", "folding fraction"]].isna().all().all()
+    oracle, rows = rows[rows.method == "oracle"], rows[rows.method != "oracle"]
+    assert len(oracle) == 2 and oracle["sex accuracy"].between(0, 1).all()
+    assert oracle["site balanced accuracy"].isna().all()   # no mapping to score
+    assert rows["travelling correlation"].between(-1, 1).all()
+    assert rows["sex accuracy on source"].between(0, 1).all()
     none = rows[rows.method == "none"].set_index("direction")
     nyul = rows[rows.method == "Nyul"].set_index("direction")
     # Nyul maps the source's intensity landmarks onto the target's: the distance falls
@@ -230,3 +237,21 @@ def test_many_brain_sites_benchmark_scores_each_source_site_before_and_after(tmp
         assert mine.travelling_ssim.between(-1, 1).all() and (mine.travelling_mae > 0).all()
         assert 0 <= mine.loc["pooled", "site_bacc"] <= 1
         assert 0 <= mine.loc["pooled", "sex_accuracy"] <= 1
+
+
+def test_brain_site_factors_benchmark_scores_each_factor_group_alone(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "brain_site_factors.py"), "--out", str(tmp_path),
+         "--n", "8", "--shape", "16", "--permutations", "2"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_csv(tmp_path / "brain-site-factors.csv").set_index("differs in")
+    assert len(rows) == 12 and {"noise", "head placement", "ukbb (everything)"} <= set(rows.index)
+    assert rows["site balanced accuracy"].between(0, 1).all()
+    assert (rows["intensity distance"] >= 0).all()
+    # the whole site is far easier to tell apart than its head placement alone
+    assert rows.loc["ukbb (everything)", "site balanced accuracy"] >= 0.8
+    assert (rows.loc["every scanner factor", "intensity distance"]
+            > rows.loc["head placement", "intensity distance"])

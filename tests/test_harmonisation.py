@@ -151,3 +151,17 @@ def test_a_fitted_affine_istn_does_not_fold():
 def test_bad_inputs_are_named(noise, call, match):
     with pytest.raises(ValueError, match=match):
         call(noise)
+
+
+def test_flattening_both_images_raises_ssim_but_not_the_correlation(volumes):
+    noisy = volumes[:3] + np.random.default_rng(3).normal(0.0, 0.3, size=(3, 1, 16, 16, 16))
+    raw = paired_similarity(volumes[:3], noisy)
+    flat = paired_similarity(0.05 * volumes[:3], 0.05 * noisy)
+    assert (flat["ssim"] > raw["ssim"] + 0.3).all()
+    assert (flat["mae"] < raw["mae"] / 10).all()
+    np.testing.assert_allclose(flat["correlation"], raw["correlation"], atol=1e-12)
+    np.testing.assert_allclose(raw["correlation"], np.sqrt(0.5), atol=0.05)
+    shifted = paired_similarity(3 * volumes[:3] + 1, 2 * noisy - 0.5)
+    np.testing.assert_allclose(shifted["correlation"], raw["correlation"], atol=1e-12)
+    constant = paired_similarity(np.zeros_like(volumes[:1]), volumes[:1])
+    assert np.isnan(constant["correlation"]).all()

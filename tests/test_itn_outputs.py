@@ -79,3 +79,36 @@ def test_full_range_reaches_an_exact_background_and_stays_trainable_there():
     assert torch.all(out == -1.0)
     grad, = torch.autograd.grad(out.sum(), itn.out.bias)
     assert grad.item() > 0.01 * out.numel()   # the clamp passes the gradient straight through
+
+
+@pytest.mark.parametrize("shape", [(12, 10), (8, 10, 6)])
+def test_coordinates_reach_the_stem_and_a_fresh_itn_stays_the_identity(shape):
+    from istn_sk.nn._coordinates import coordinate_channels
+
+    torch.manual_seed(0)
+    itn = ImageTransformerNetwork(len(shape), 2, shape, nf=4, coordinates=True).eval()
+    seen = []
+    itn.stem[0].register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+    x = torch.rand(3, 2, *shape) * 2 - 1
+    np.testing.assert_allclose(itn(x).detach(), x, atol=1e-6)
+    assert seen[0].shape[1] == 2 + len(shape)
+    torch.testing.assert_close(seen[0][:, :2], x)
+    torch.testing.assert_close(seen[0][:, 2:], coordinate_channels(x))
+
+
+def test_coordinates_let_the_itn_depend_on_position():
+    # a constant image: without coordinates a convolutional ITN gives the same output at
+    # interior positions an even shift apart (its receptive field, about 20 pixels at
+    # depth 1, away from the borders); with them the outputs there differ
+    torch.manual_seed(0)
+    x = torch.full((1, 1, 48, 48), 0.3)
+    outputs = {}
+    for coordinates in (False, True):
+        itn = ImageTransformerNetwork(2, 1, (48, 48), nf=4, depth=1, coordinates=coordinates)
+        torch.nn.init.normal_(itn.out.weight)
+        with torch.no_grad():
+            outputs[coordinates] = itn.eval()(x)[0, 0]
+    for output in outputs.values():
+        assert output.std() > 1e-3   # the random last layer changed the image
+    torch.testing.assert_close(outputs[False][20, 20], outputs[False][28, 28])
+    assert abs(outputs[True][20, 20] - outputs[True][28, 28]) > 1e-3

@@ -18,8 +18,9 @@ For each direction (camcan -> ukbb, ukbb -> camcan) and each baseline of
     images are unchanged); source images are mapped with their own age and
     sex. Voxels outside each image's mask stay background.
 ``ISTN`` (``--istn``)
-    The harness's unidirectional ITN + affine ISTN (slow on CPU); every mapped
-    scan is cut to its own brain mask warped by the same deformation
+    The harness's unidirectional ITN + affine ISTN (slow on CPU; any other
+    ISTNAdapter settings with ``--istn-options JSON``); every mapped scan is
+    cut to its own brain mask warped by the same deformation
     (:func:`mapped_inside_the_brain`).
 
 All three intensity normalisers are invariant to an affine change of each
@@ -29,10 +30,15 @@ is running them on the raw scanner intensities (up to the ``tanh`` clip).
 Measures (masks are ``X != 0``, the brain): the site classifier's balanced
 accuracy (source test vs target test, permutation p-value), the intensity
 Wasserstein distance inside the masks, travelling subjects' MAE / PSNR /
-SSIM against their own target scan inside both scans' masks, and the sex
-accuracy and age MAE of task models trained on the normalised source
-training images and scored on the normalised target test images
-(``--task-epochs``; 0 skips them). The data, splits and task models are
+SSIM / correlation against their own target scan inside both scans' masks
+(MAE, PSNR and SSIM reward flattened contrast, the correlation does not),
+``oracle``'s task models trained on the target site itself (its row has
+only the task measures),
+the ISTN's Jacobian statistics and folding on the source test scans, and
+the sex accuracy and age MAE of task models trained on the normalised source
+training images, scored on the normalised target test images (the gap) and
+on the normalised source test images (``on source``: does the biological
+signal survive the mapping?) (``--task-epochs``; 0 skips them). The data, splits and task models are
 those of ``reproduce.py``'s brain harness (its ``Harness`` is reused).
 
 Run: ``OMP_NUM_THREADS=1 python examples/benchmarks/brain_baselines.py --out results``
@@ -41,6 +47,7 @@ Run: ``OMP_NUM_THREADS=1 python examples/benchmarks/brain_baselines.py --out res
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -55,7 +62,13 @@ from reproduce import QUICK, Config, Harness
 
 from istn_sk.datasets import SITE_NAMES
 from istn_sk.evaluate import task_scores, to_markdown, write_report
-from istn_sk.harmonisation import intensity_distance, paired_similarity, site_classification_score
+from istn_sk.harmonisation import (
+    folding_fraction,
+    intensity_distance,
+    jacobian_determinant,
+    paired_similarity,
+    site_classification_score,
+)
 from istn_sk.nn import Warp
 from istn_sk.normalisation import (
     ComBatHarmoniser,
@@ -65,6 +78,8 @@ from istn_sk.normalisation import (
 )
 
 EDGE = 1e-6
+METHODS = ("oracle", "none", "z-score", "WhiteStripe", "WhiteStripe (tau 0.1)", "Nyul", "ComBat",
+           "ISTN")
 
 
 def combat_images(X, mask, site, covariates, fit_rows, reference: int) -> np.ndarray:
@@ -80,26 +95,36 @@ def combat_images(X, mask, site, covariates, fit_rows, reference: int) -> np.nda
 
 
 def normalised(method: str, X, mask, site, covariates, fit_rows, target: int,
-               harness: Harness, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """All images after ``method`` for the direction towards site ``target``, and their masks."""
+               harness: Harness, seed: int, istn_options: dict | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """All images after ``method`` towards site ``target``, their masks, and deformation measures.
+
+    The deformation measures (Jacobian mean / sd, folding fraction over the
+    source scans) are empty for the intensity methods, which move nothing.
+    """
     if method == "none":
-        return X, mask
+        return X, mask, {}
     if method == "z-score":
-        return ZScoreNormaliser().fit_transform(X, mask=mask), mask
+        return ZScoreNormaliser().fit_transform(X, mask=mask), mask, {}
     if method.startswith("WhiteStripe"):
         tau = 0.1 if "0.1" in method else 0.05
-        return WhiteStripeNormaliser(tau=tau).fit_transform(X, mask=mask), mask
+        return WhiteStripeNormaliser(tau=tau).fit_transform(X, mask=mask), mask, {}
     if method == "Nyul":
         rows = fit_rows[site[fit_rows] == target]
-        return NyulNormaliser().fit(X[rows], mask=mask[rows]).transform(X, mask=mask), mask
+        return NyulNormaliser().fit(X[rows], mask=mask[rows]).transform(X, mask=mask), mask, {}
     if method == "ComBat":
-        return combat_images(X, mask, site, covariates, fit_rows, target), mask
+        return combat_images(X, mask, site, covariates, fit_rows, target), mask, {}
     if method == "ISTN":
         source_rows = fit_rows[site[fit_rows] != target]
         adapter = harness.brain_adapter("unidirectional", X[source_rows],
                                         X[fit_rows[site[fit_rows] == target]], seed,
-                                        f"towards {SITE_NAMES[target]}")
-        return mapped_inside_the_brain(adapter, X, mask, site != target)
+                                        f"towards {SITE_NAMES[target]}", **(istn_options or {}))
+        Y, Y_mask = mapped_inside_the_brain(adapter, X, mask, site != target)
+        displacement = adapter.explain(X[site != target])["displacement"]
+        determinant = jacobian_determinant(displacement)
+        return Y, Y_mask, {"jacobian mean": float(determinant.mean()),
+                           "jacobian sd": float(determinant.std()),
+                           "folding fraction": float(folding_fraction(displacement).mean())}
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -128,7 +153,21 @@ def mapped_inside_the_brain(adapter, X: np.ndarray, mask: np.ndarray, rows: np.n
     return result, masks
 
 
-def run(harness: Harness, methods: list[str], task_epochs: int) -> pd.DataFrame:
+def oracle_scores(harness: Harness, X, sex, age, target: dict, task_epochs: int
+                  ) -> dict[str, float]:
+    """Sex accuracy and age MAE of task models trained and scored on the target site."""
+    seed = harness.seeds[0]
+    scores = {}
+    for task, labels, make, key in (("sex accuracy", sex, harness.brain_classifier, "accuracy"),
+                                    ("age MAE", age, harness.brain_regressor, "mae")):
+        model = make(seed, max_epochs=task_epochs).fit(X[target["train"]],
+                                                       labels[target["train"]])
+        scores[task] = task_scores(model, X[target["test"]], labels[target["test"]])[key]
+    return scores
+
+
+def run(harness: Harness, methods: list[str], task_epochs: int,
+        istn_options: dict | None = None) -> pd.DataFrame:
     """The table: one row per direction and method."""
     c, seed = harness.config, harness.seeds[0]
     X, sex, age, site = harness.brain_data(seed, c.brain_travelling_subjects)
@@ -144,9 +183,13 @@ def run(harness: Harness, methods: list[str], task_epochs: int) -> pd.DataFrame:
         source_scans = travelling[site[travelling] != target]
         target_scans = travelling[site[travelling] == target]
         for method in methods:
-            Y, Y_mask = normalised(method, X, mask, site, covariates, fit_rows, target,
-                                   harness, seed)
             row = {"direction": f"{source_name}->{target_name}", "method": method}
+            if method == "oracle":
+                row.update(oracle_scores(harness, X, sex, age, t, task_epochs))
+                rows.append(row)
+                continue
+            Y, Y_mask, deformation = normalised(method, X, mask, site, covariates, fit_rows,
+                                                target, harness, seed, istn_options)
             score = site_classification_score(Y[s["test"]], Y[t["test"]],
                                               cv=min(5, c.brain_n_test),
                                               n_permutations=c.site_permutations,
@@ -159,6 +202,7 @@ def run(harness: Harness, methods: list[str], task_epochs: int) -> pd.DataFrame:
                 both = Y_mask[source_scans] & Y_mask[target_scans]
                 similarity = paired_similarity(Y[source_scans], Y[target_scans], mask=both)
                 row.update({f"travelling {k}": v for k, v in similarity.mean().items()})
+            row.update(deformation)
             if task_epochs:
                 for task, labels, make, key in (("sex accuracy", sex, harness.brain_classifier,
                                                  "accuracy"),
@@ -166,6 +210,8 @@ def run(harness: Harness, methods: list[str], task_epochs: int) -> pd.DataFrame:
                     model = make(seed, max_epochs=task_epochs).fit(Y[s["train"]],
                                                                    labels[s["train"]])
                     row[task] = task_scores(model, Y[t["test"]], labels[t["test"]])[key]
+                    row[f"{task} on source"] = task_scores(model, Y[s["test"]],
+                                                           labels[s["test"]])[key]
             rows.append(row)
             harness.progress(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else str(v)
                                        for k, v in row.items()))
@@ -183,6 +229,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task-epochs", type=int, default=5,
                         help="epochs of the sex / age task models (0: no task models)")
     parser.add_argument("--istn", action="store_true", help="add the ISTN row (slow on CPU)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS,
+                        help="score only these methods (default: all; ISTN with --istn)")
+    parser.add_argument("--istn-options", type=json.loads, default={},
+                        help='ISTNAdapter settings over the harness\'s, as JSON, e.g. '
+                             '\'{"max_epochs": 20}\'')
+    parser.add_argument("--n-per-site", type=int, help="simulated subjects per site "
+                        "(default the harness's 120)")
+    parser.add_argument("--n-test", type=int, help="held-out subjects per site (default 30)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     return parser.parse_args(argv)
 
@@ -195,11 +249,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         config = replace(config, brain_n_per_site=12, brain_n_test=5, brain_shape=24,
                          brain_travelling_subjects=2)
-    methods = ["none", "z-score", "WhiteStripe", "WhiteStripe (tau 0.1)", "Nyul", "ComBat"]
-    if args.istn:
+    methods = list(args.methods or METHODS[:-1])
+    if args.n_per_site:
+        config = replace(config, brain_n_per_site=args.n_per_site)
+    if args.n_test:
+        config = replace(config, brain_n_test=args.n_test)
+    if args.istn and "ISTN" not in methods:
         methods.append("ISTN")
     harness = Harness(config, args.out, [args.seed])
-    table = run(harness, methods, 1 if args.quick else args.task_epochs)
+    table = run(harness, methods, 1 if args.quick else args.task_epochs, args.istn_options)
     print(to_markdown(table), flush=True)
 
 

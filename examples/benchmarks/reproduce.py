@@ -432,12 +432,16 @@ class Harness:
         return mapped
 
     def brain_adapter(self, mode: str, source: np.ndarray, target: np.ndarray, seed: int,
-                      label: str) -> ISTNAdapter:
-        """An ITN + affine ISTN fitted from ``source`` to ``target`` volumes."""
+                      label: str, **options) -> ISTNAdapter:
+        """An ITN + affine ISTN fitted from ``source`` to ``target`` volumes.
+
+        ``options`` update the adapter's settings (any ISTNAdapter parameter).
+        """
         c = self.config
         clock = time.perf_counter()
-        adapter = self.adapter(seed, nf=c.brain_nf, max_epochs=c.brain_istn_epochs,
-                               batch_size=c.brain_batch_size, stn="affine", mode=mode)
+        settings = {"nf": c.brain_nf, "max_epochs": c.brain_istn_epochs,
+                    "batch_size": c.brain_batch_size, "stn": "affine", "mode": mode}
+        adapter = self.adapter(seed, **{**settings, **options})
         adapter.fit(np.concatenate([source, target]),
                     sample_domain=np.r_[np.ones(len(source), int), -2 * np.ones(len(target), int)])
         self.progress(f"brain {mode} ISTN {label} fitted in {time.perf_counter() - clock:.0f} s")

@@ -104,7 +104,12 @@ class ISTN(nn.Module):
         appearance = self.appearance(x, film)
         if self.stn is None:
             return {"appearance": appearance, "displacement": None, "output": appearance}
-        displacement = (self.stn(appearance) if film.get("stn") is None
-                        else self.stn(appearance, film["stn"]))
-        return {"appearance": appearance, "displacement": displacement,
-                "output": self.warp(appearance, displacement)}
+        # Geometry in float32 even under bfloat16 autocast: a displacement of a tenth of a
+        # voxel is lost in bfloat16 positions, and the STN's gradients with it.
+        appearance = appearance.float()
+        stn_film = None if film.get("stn") is None else tuple(f.float() for f in film["stn"])
+        with torch.autocast(appearance.device.type, enabled=False):
+            displacement = (self.stn(appearance) if stn_film is None
+                            else self.stn(appearance, stn_film))
+            output = self.warp(appearance, displacement)
+        return {"appearance": appearance, "displacement": displacement, "output": output}

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._coordinates import coordinate_channels
 from ._film import apply_film
 from ._layers import LINEAR_MODE, check_spatial_dims, conv, conv_block, n_halvings
 
@@ -63,22 +64,29 @@ class ImageTransformerNetwork(nn.Module):
         mid-grey, and the clip zeroes gradients at both ends. ``"tanh"``:
         the paper's plain ``tanh(h)``, full range but not the identity at
         initialisation.
+    coordinates : bool, default=False
+        Give the encoder each voxel's position as ``spatial_dims`` extra input
+        channels (:func:`~istn_sk.nn._coordinates.coordinate_channels`), so
+        the ITN can change intensities by position (a site's receive bias
+        field), which a convolutional network otherwise infers only from the
+        zero padding at the borders. The output keeps ``in_channels``.
     """
 
     def __init__(self, spatial_dims: int, in_channels: int, image_shape: tuple[int, ...],
                  nf: int = 16, depth: int | None = None, p_dropout: float | None = None,
-                 output: str = "full_range") -> None:
+                 output: str = "full_range", coordinates: bool = False) -> None:
         super().__init__()
         if output not in ITN_OUTPUTS:
             raise ValueError(f"output must be one of {ITN_OUTPUTS}, got {output!r}")
         self.output = output
+        self.coordinates = bool(coordinates)
         self.spatial_dims = check_spatial_dims(spatial_dims)
         if depth is None:
             depth = n_halvings(tuple(image_shape), 8, highest=4)
         if p_dropout is None:
             p_dropout = 0.0 if spatial_dims == 2 else 0.5
         widths = [nf * 2**level for level in range(depth + 1)]
-        self.stem = conv_block(spatial_dims, in_channels, nf)
+        self.stem = conv_block(spatial_dims, in_channels + spatial_dims * self.coordinates, nf)
         self.down = nn.ModuleList(
             conv_block(spatial_dims, widths[level], widths[level + 1], stride=2)
             for level in range(depth)
@@ -107,6 +115,8 @@ class ImageTransformerNetwork(nn.Module):
         Their channels are ``encoder_channels``; a content loss compares them
         between an image and its transformed version.
         """
+        if self.coordinates:
+            x = torch.cat([x, coordinate_channels(x)], dim=1)
         features = [self.stem(x)]
         for block in self.down:
             features.append(block(features[-1]))
