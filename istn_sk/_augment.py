@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 
 class RandomShiftFlip:
@@ -83,6 +85,41 @@ class TranslateCutout:
                 box.append(slice(start, start + size))
             keep[(i, *box)] = 0.0
         return moved * keep
+
+
+class GaussianLowPass:
+    """A Gaussian blur of every image (separable, per spatial axis), for discriminator inputs.
+
+    Deterministic and differentiable. Shown to the discriminator, real and
+    fake alike, it hides what the ISTN cannot change: a deterministic map
+    cannot add the target site's independent noise, so a discriminator that
+    sees the noise wins on it whatever the ITN does to contrast, bias field
+    or shape. Borders are replicated.
+
+    Parameters
+    ----------
+    sigma : float
+        Standard deviation in voxels; the kernel spans ``2 * ceil(3 sigma) + 1``.
+    """
+
+    def __init__(self, sigma: float) -> None:
+        self.sigma = sigma
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        radius = max(1, math.ceil(3 * self.sigma))
+        offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+        kernel = torch.exp(-0.5 * (offsets / self.sigma) ** 2)
+        kernel = kernel / kernel.sum()
+        n, channels, *spatial = images.shape
+        out = images.reshape(n * channels, 1, *spatial)
+        convolve = F.conv2d if len(spatial) == 2 else F.conv3d
+        for axis in range(len(spatial)):
+            shape = [1, 1] + [1] * len(spatial)
+            shape[2 + axis] = len(offsets)
+            padding = [0, 0] * len(spatial)
+            padding[2 * (len(spatial) - 1 - axis):2 * (len(spatial) - axis)] = [radius, radius]
+            out = convolve(F.pad(out, padding, mode="replicate"), kernel.view(shape))
+        return out.reshape(n, channels, *spatial)
 
 
 def _translate(image: torch.Tensor, offsets: list[int]) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Built-in augmentation policies: ``reference``, ``shift`` and ``translation_cutout``.
+"""Built-in augmentation policies: ``reference``, ``shift``, ``translation_cutout``, ``lowpass``.
 
 A policy given as ``augmentation`` is applied to every training batch (the
 ISTN's source and target images, a task model's images); one given as the
@@ -42,6 +42,13 @@ def translation_cutout_policy() -> Callable:
     return TranslateCutout(translation=0.125, cutout=0.5)
 
 
+def lowpass_policy() -> Callable:
+    """A Gaussian blur of sigma 1 voxel, for discriminator inputs: the noise hidden from D."""
+    from istn_sk._augment import GaussianLowPass
+
+    return GaussianLowPass(sigma=1.0)
+
+
 @hookimpl
 def istn_sk_register_augmentations(register) -> None:
     """Register the built-in augmentation policies."""
@@ -50,3 +57,5 @@ def istn_sk_register_augmentations(register) -> None:
     register.add("shift", shift_policy, description="p=0.5 shift by up to ±3 voxels")
     register.add("translation_cutout", translation_cutout_policy,
                  description="DiffAugment's shift by 1/8 and cutout of 1/2 (for D inputs)")
+    register.add("lowpass", lowpass_policy,
+                 description="Gaussian blur, sigma 1 voxel (for D inputs: hides the noise)")

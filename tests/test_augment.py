@@ -53,7 +53,8 @@ def test_policies_are_seeded_by_torchs_global_stream():
     assert torch.equal(policy(images), first)
     assert get_augmentation(None) is None
     with pytest.raises(PluginError, match=r"unknown augmentation augmentation='flip'.*"
-                                          r"registered: reference, shift, translation_cutout"):
+                                          r"registered: lowpass, reference, shift, "
+                                          r"translation_cutout"):
         get_augmentation("flip")
 
 
@@ -74,7 +75,8 @@ def test_adapter_augments_training_only_and_stays_seeded(shapes):
     assert not np.array_equal(first, plain.transform(X[sd > 0]))
     with pytest.raises(ValueError, match="augmentation must be None or the name"):
         ISTNAdapter(**common, augmentation=1).fit(X, sample_domain=sd)
-    with pytest.raises(PluginError, match="registered: reference, shift, translation_cutout"):
+    with pytest.raises(PluginError,
+                       match="registered: lowpass, reference, shift, translation_cutout"):
         ISTNAdapter(**common, augmentation="jitter").fit(X, sample_domain=sd)
 
 
@@ -146,3 +148,17 @@ def test_bad_discriminator_options_are_one_clear_error(shapes, options, match):
     X, _, sd = shapes
     with pytest.raises(ValueError, match=match):
         ISTNAdapter(nf=2, max_epochs=1, **options).fit(X, sample_domain=sd)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 10, 12, 9), (3, 2, 11, 8)])
+def test_lowpass_is_scipys_gaussian_filter_and_passes_gradients(shape):
+    from scipy import ndimage
+
+    images = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    out = get_augmentation("lowpass")(images)
+    expected = [[ndimage.gaussian_filter(channel, 1.0, mode="nearest", truncate=3.0)
+                 for channel in image] for image in images.detach().numpy()]
+    np.testing.assert_allclose(out.detach().numpy(), np.array(expected), atol=1e-12)
+    assert out.detach().std() < 0.6 * images.detach().std()   # white noise is smoothed away
+    out.sum().backward()
+    assert torch.isfinite(images.grad).all() and images.grad.abs().sum() > 0

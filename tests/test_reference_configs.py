@@ -244,7 +244,7 @@ def test_conflicts_and_unknown_keys_are_one_clear_error(trained, reference):
     assert "unknown key 'siteA_nme' (did you mean 'siteA_name'?)" in out
     out = fails({**configs["config_task_training.json"], "augmentation": "flips"}, "train-task",
                 "--model-type", "regressor")
-    assert ("unknown augmentation augmentation='flips'; registered: reference, shift, "
+    assert ("unknown augmentation augmentation='flips'; registered: lowpass, reference, shift, "
             "translation_cutout") in out
     out = fails({**uni, "cyc_loss": "mse"}, "fit", "--model-type", "regressor")
     assert "cyc_loss='mse' but idt_loss='l1'" in out

@@ -13,7 +13,7 @@ def test_builtins_are_registered_by_istn_sk():
     registry = Registry(make_plugin_manager(autoload=False))
     assert registry.names("spatial_transformer") == ["affine", "bspline", "none"]
     assert registry.names("loss") == ["bce", "bce_logits", "l1", "mse"]
-    assert registry.names("augmentation") == ["reference", "shift", "translation_cutout"]
+    assert registry.names("augmentation") == ["lowpass", "reference", "shift", "translation_cutout"]
     assert registry.names("regulariser") == ["lecam", "r1"]
     assert registry.names("content_loss") == ["patch_nce"]
     entry = registry.get("spatial_transformer", "bspline")

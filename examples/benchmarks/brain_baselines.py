@@ -31,6 +31,8 @@ Measures (masks are ``X != 0``, the brain): the site classifier's balanced
 accuracy (source test vs target test, permutation p-value), the intensity
 Wasserstein distance inside the masks, travelling subjects' MAE / PSNR /
 SSIM / correlation against their own target scan inside both scans' masks
+(and a figure of one travelling subject per direction,
+``travelling-<source>2<target>.png``)
 (MAE, PSNR and SSIM reward flattened contrast, the correlation does not),
 ``oracle``'s task models trained on the target site itself (its row has
 only the task measures),
@@ -62,6 +64,7 @@ from reproduce import QUICK, Config, Harness
 
 from istn_sk.datasets import SITE_NAMES
 from istn_sk.evaluate import task_scores, to_markdown, write_report
+from istn_sk.figures import save_figure
 from istn_sk.harmonisation import (
     folding_fraction,
     intensity_distance,
@@ -69,6 +72,7 @@ from istn_sk.harmonisation import (
     paired_similarity,
     site_classification_score,
 )
+from istn_sk.io._plot import new_figure
 from istn_sk.nn import Warp
 from istn_sk.normalisation import (
     ComBatHarmoniser,
@@ -153,6 +157,37 @@ def mapped_inside_the_brain(adapter, X: np.ndarray, mask: np.ndarray, rows: np.n
     return result, masks
 
 
+def travelling_figure(pairs: dict[str, tuple[np.ndarray, np.ndarray]], title: str):
+    """One travelling subject under each method: S mapped, T as the method leaves it, |S - T|.
+
+    ``pairs`` maps a method to the subject's source and target volumes
+    ``(1, D, H, W)``; each row shows the central sagittal and axial slices (MNI axis order),
+    grey levels from the row's target scan (1st to 99th percentile inside the
+    brain), the difference on a shared scale.
+    """
+    figure = new_figure(figsize=(9.0, 1.6 * len(pairs) + 0.4), layout="constrained")
+    axes = figure.subplots(len(pairs), 6, squeeze=False)
+    figure.suptitle(title)
+    for row, (method, (source, target)) in enumerate(pairs.items()):
+        inside = target[target != 0]
+        low, high = np.percentile(inside, [1, 99]) if inside.size else (-1.0, 1.0)
+        for plane, cut in enumerate((lambda v: v[0, v.shape[1] // 2],
+                                     lambda v: v[0, :, :, v.shape[3] // 2])):
+            for column, (image, name, options) in enumerate((
+                    (cut(source), "S", {"cmap": "gray", "vmin": low, "vmax": high}),
+                    (cut(target), "T", {"cmap": "gray", "vmin": low, "vmax": high}),
+                    (np.abs(cut(source) - cut(target)), "|S - T|",
+                     {"cmap": "magma", "vmin": 0.0, "vmax": 0.5 * (high - low)}))):
+                ax = axes[row, 3 * plane + column]
+                ax.imshow(np.rot90(image), **options)
+                ax.set_xticks([]), ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(f"{name} ({'sagittal' if plane == 0 else 'axial'})",
+                                 fontsize=8)
+        axes[row, 0].set_ylabel(method, fontsize=8)
+    return figure
+
+
 def oracle_scores(harness: Harness, X, sex, age, target: dict, task_epochs: int
                   ) -> dict[str, float]:
     """Sex accuracy and age MAE of task models trained and scored on the target site."""
@@ -178,6 +213,7 @@ def run(harness: Harness, methods: list[str], task_epochs: int,
     fit_rows = np.concatenate([splits[name]["train"] for name in SITE_NAMES])
     rows = []
     for source_name, target_name in (SITE_NAMES, SITE_NAMES[::-1]):
+        pictured = {}
         s, t = splits[source_name], splits[target_name]
         target = SITE_NAMES.index(target_name)
         source_scans = travelling[site[travelling] != target]
@@ -199,6 +235,7 @@ def run(harness: Harness, methods: list[str], task_epochs: int,
             row["intensity distance"] = intensity_distance(
                 Y[s["test"]], Y[t["test"]], mask_a=Y_mask[s["test"]], mask_b=Y_mask[t["test"]])
             if len(travelling):
+                pictured[method] = (Y[source_scans[0]], Y[target_scans[0]])
                 both = Y_mask[source_scans] & Y_mask[target_scans]
                 similarity = paired_similarity(Y[source_scans], Y[target_scans], mask=both)
                 row.update({f"travelling {k}": v for k, v in similarity.mean().items()})
@@ -215,6 +252,10 @@ def run(harness: Harness, methods: list[str], task_epochs: int,
             rows.append(row)
             harness.progress(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else str(v)
                                        for k, v in row.items()))
+        if pictured:
+            save_figure(harness.out_dir / f"travelling-{source_name}2{target_name}.png",
+                        travelling_figure(pictured, f"A travelling subject, {source_name} -> "
+                                                    f"{target_name} (seed {seed})"))
     table = pd.DataFrame(rows)
     write_report(table, harness.out_dir / "brain-baselines")
     return table
