@@ -255,3 +255,23 @@ def test_brain_site_factors_benchmark_scores_each_factor_group_alone(tmp_path):
     assert rows.loc["ukbb (everything)", "site balanced accuracy"] >= 0.8
     assert (rows.loc["every scanner factor", "intensity distance"]
             > rows.loc["head placement", "intensity distance"])
+
+
+def test_device_script_runs_the_brain_harness_and_returns_one_archive(tmp_path):
+    import tarfile
+
+    env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path / "out"), "OMP_NUM_THREADS": "1",
+           "ISTN_SK_DATA": str(tmp_path / "data"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", str(BENCHMARKS / "device_brain64.sh"), "3", "--quick", "--shape", "16",
+         "--task-epochs", "1"],
+        capture_output=True, text=True, env=env, cwd=BENCHMARKS.parent.parent, timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["brain64-seed3.tar.gz"]
+    with tarfile.open(tmp_path / "out" / "brain64-seed3.tar.gz") as archive:
+        names = set(archive.getnames())
+    assert {"seed3/brain-baselines.csv", "seed3/log.txt", "seed3/travelling-camcan2ukbb.png",
+            "seed3/travelling-ukbb2camcan.png"} <= names

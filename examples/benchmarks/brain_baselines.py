@@ -212,6 +212,7 @@ def run(harness: Harness, methods: list[str], task_epochs: int,
     covariates = np.c_[age, sex].astype(np.float64)
     fit_rows = np.concatenate([splits[name]["train"] for name in SITE_NAMES])
     rows = []
+    methods = [m for m in methods if m != "oracle"] + [m for m in methods if m == "oracle"]
     for source_name, target_name in (SITE_NAMES, SITE_NAMES[::-1]):
         pictured = {}
         s, t = splits[source_name], splits[target_name]
@@ -278,6 +279,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-per-site", type=int, help="simulated subjects per site "
                         "(default the harness's 120)")
     parser.add_argument("--n-test", type=int, help="held-out subjects per site (default 30)")
+    parser.add_argument("--shape", type=int, help="cube side of the volumes (default 32)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes simulating the scans (the data do not depend on it)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     return parser.parse_args(argv)
 
@@ -295,6 +299,9 @@ def main(argv: list[str] | None = None) -> None:
         config = replace(config, brain_n_per_site=args.n_per_site)
     if args.n_test:
         config = replace(config, brain_n_test=args.n_test)
+    if args.shape:
+        config = replace(config, brain_shape=args.shape)
+    config = replace(config, brain_jobs=args.jobs)
     if args.istn and "ISTN" not in methods:
         methods.append("ISTN")
     harness = Harness(config, args.out, [args.seed])

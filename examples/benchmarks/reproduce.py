@@ -113,6 +113,8 @@ class Config:
     brain_travelling_subjects, site_permutations : int
         Travelling subjects (imaged at both sites) and site-classifier
         permutations of the harmonisation part.
+    brain_jobs : int
+        joblib workers simulating the brain scans (the data do not depend on it).
     selection_epochs : tuple of int
         ISTN epoch counts compared by the selection part.
     """
@@ -140,6 +142,7 @@ class Config:
     brain_modes: tuple[str, ...] = ("unidirectional", "cyclegan")
     brain_travelling_subjects: int = 20
     site_permutations: int = 100
+    brain_jobs: int = 1
     selection_epochs: tuple[int, ...] = (5, 10, 20)
 
 
@@ -400,7 +403,8 @@ class Harness:
         self.progress(f"simulating {c.brain_n_per_site} subjects per site and "
                       f"{travelling_subjects} travelling subjects at {c.brain_shape}^3")
         return simulate_brain_sites(n_per_site=c.brain_n_per_site, shape=(c.brain_shape,) * 3,
-                                    random_state=seed, travelling_subjects=travelling_subjects)
+                                    random_state=seed, travelling_subjects=travelling_subjects,
+                                    n_jobs=c.brain_jobs)
 
     def brain_splits(self, site: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
         """Training and held-out rows of each site's own subjects (travelling ones excluded)."""
