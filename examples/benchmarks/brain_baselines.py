@@ -127,8 +127,7 @@ def normalised(method: str, X, mask, site, covariates, fit_rows, target: int,
         adapter = harness.brain_adapter("unidirectional", X[source_rows],
                                         X[fit_rows[site[fit_rows] == target]], seed,
                                         f"towards {SITE_NAMES[target]}", **(istn_options or {}))
-        Y, Y_mask = mapped_inside_the_brain(adapter, X, mask, site != target)
-        displacement = adapter.explain(X[site != target])["displacement"]
+        Y, Y_mask, displacement = mapped_inside_the_brain(adapter, X, mask, site != target)
         determinant = jacobian_determinant(displacement)
         return Y, Y_mask, {"jacobian mean": float(determinant.mean()),
                            "jacobian sd": float(determinant.std()),
@@ -138,8 +137,10 @@ def normalised(method: str, X, mask, site, covariates, fit_rows, target: int,
 
 def mapped_inside_the_brain(adapter, X: np.ndarray, mask: np.ndarray, rows: np.ndarray,
                             sample_domain: np.ndarray | None = None
-                            ) -> tuple[np.ndarray, np.ndarray]:
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``X`` with ``rows`` mapped by ``adapter``, kept inside their warped brain masks.
+
+    Returns the images, their masks and the mapped rows' displacement fields.
 
     ``sample_domain`` (one source site per row of ``X``) is needed after a
     fit on several source sites; each mapped row goes through its own site.
@@ -158,7 +159,7 @@ def mapped_inside_the_brain(adapter, X: np.ndarray, mask: np.ndarray, rows: np.n
     result, masks = X.copy(), mask.copy()
     result[rows] = np.where(warped, parts["output"], 0.0)
     masks[rows] = warped
-    return result, masks
+    return result, masks, parts["displacement"]
 
 
 def travelling_figure(pairs: dict[str, tuple[np.ndarray, np.ndarray]], title: str):

@@ -23,12 +23,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pandas as pd
 
-from istn_sk.datasets import _brain
 from istn_sk.datasets._brain import Scan, simulate_scan
 from istn_sk.datasets._brain_scanner import SITES
 from istn_sk.evaluate import to_markdown, write_report
@@ -61,18 +59,16 @@ def scans(n: int, site_index: int, ages: tuple[float, float], seed: int) -> list
                  scan_key=(seed, 92, site_index, i)) for i in range(n)]
 
 
-def images(specs: list[Scan], shape: int, other_site) -> np.ndarray:
-    """The simulated images of ``specs``; site index 1 is ``other_site``."""
-    sites = {0: SITES[0], 1: other_site}
-    with mock.patch.object(_brain, "get_site", sites.__getitem__):
-        results = [simulate_scan(spec, (shape,) * 3) for spec in specs]
+def images(specs: list[Scan], shape: int, site) -> np.ndarray:
+    """The images of ``specs``, every one simulated at ``site``."""
+    results = [simulate_scan(spec, (shape,) * 3, site) for spec in specs]
     return np.tanh(np.stack([image for image, _ in results]))[:, None].astype(np.float32)
 
 
 def run(n: int, shape: int, seed: int, permutations: int) -> pd.DataFrame:
     """One row per factor group, then the population alone and ukbb itself."""
     camcan, ukbb = SITES
-    reference = images(scans(n, 0, camcan.age_range, seed), shape, ukbb)
+    reference = images(scans(n, 0, camcan.age_range, seed), shape, camcan)
     cases = [(name, replace(camcan, **{f: getattr(ukbb, f) for f in fields}),
               camcan.age_range, undone)
              for name, (fields, undone) in GROUPS.items()]

@@ -126,7 +126,7 @@ def run_seed(harness: Harness, seed: int, target: int, travelling_subjects: int,
     adapter.fit(X[train], sample_domain=sample_domain[train])
     fit_s = time.perf_counter() - clock
     harness.progress(f"seed {seed}: conditioned ISTN fitted in {fit_s:.0f} s")
-    mapped = mapped_inside_the_brain(adapter, X, mask, site != target, sample_domain)
+    mapped = mapped_inside_the_brain(adapter, X, mask, site != target, sample_domain)[:2]
     rows = []
     for mapping, (Y, Y_mask) in (("none", (X, mask)), ("conditioned", mapped)):
         found = measures(Y, Y_mask, site, splits, travelling, sources, target, seed)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ._brain_anatomy import draw_subject, load_template, tissue_maps
-from ._brain_scanner import get_site, placement, scan, site_list, standardise
+from ._brain_scanner import Site, get_site, placement, scan, site_list, standardise
 from ._brain_scanner import site_index as index_of_site
 from ._cache import prepare_out_dir, write_table
 from ._parallel import parallel_map
@@ -131,8 +131,12 @@ def population(n_per_site: int, travelling_subjects: int, random_state: int,
     return scans
 
 
-def simulate_scan(spec: Scan, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+def simulate_scan(spec: Scan, shape: tuple[int, int, int],
+                  site: Site | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Simulate and pre-process one scan.
+
+    ``site``, optional: image at this site instead of ``spec.site``'s (e.g. a
+    site that differs from another in one scanner factor only).
 
     Returns
     -------
@@ -141,7 +145,7 @@ def simulate_scan(spec: Scan, shape: tuple[int, int, int]) -> tuple[np.ndarray, 
     mask : ndarray of bool, shape ``shape``
     """
     template = load_template(shape)
-    site = get_site(spec.site)
+    site = get_site(spec.site) if site is None else site
     subject = draw_subject(
         spec.age, spec.sex, np.random.default_rng(np.random.SeedSequence(spec.anatomy_key))
     )
