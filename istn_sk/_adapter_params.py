@@ -14,8 +14,11 @@ from .nn._itn import ITN_OUTPUTS
 MODES = ("unidirectional", "cyclegan")
 IDENTITY_ON = ("itn", "istn")
 PRECISIONS = ("float32", "bfloat16")
-#: The ITN settings ``itn_options`` may hold (ImageTransformerNetwork's keywords).
-ITN_OPTIONS = ("coordinates", "depth", "p_dropout")
+#: The ITN settings ``itn_options`` may hold: ImageTransformerNetwork's keywords, and
+#: ``bias_field``, the degree of a :class:`~istn_sk.nn.PolynomialBiasField` after the ITN.
+ITN_OPTIONS = ("bias_field", "coordinates", "depth", "p_dropout")
+#: Highest ``itn_options["bias_field"]`` degree (a receive field is smooth).
+MAX_BIAS_FIELD_DEGREE = 3
 #: What ``content_losses="auto"`` builds for an adapter with an ITN.
 DEFAULT_CONTENT_LOSS = "patch_nce"
 
@@ -45,6 +48,11 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
             and set(adapter.itn_options) <= set(ITN_OPTIONS))):
         raise ValueError(f"itn_options must be None or a dict with keys among {ITN_OPTIONS}, "
                          f"got {adapter.itn_options!r}")
+    degree = (adapter.itn_options or {}).get("bias_field", 0)
+    if not (isinstance(degree, Integral) and not isinstance(degree, bool)
+            and 0 <= degree <= MAX_BIAS_FIELD_DEGREE):
+        raise ValueError(f"itn_options['bias_field'] must be a polynomial degree from 0 (none) "
+                         f"to {MAX_BIAS_FIELD_DEGREE}, got {degree!r}")
     if adapter.itn_output not in ITN_OUTPUTS:
         raise ValueError(f"itn_output must be one of {ITN_OUTPUTS}, got {adapter.itn_output!r}")
     if not adapter.itn and not has_stn(adapter):

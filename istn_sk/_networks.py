@@ -10,6 +10,7 @@ from ._adversarial_net import AdversarialISTNNet, GANLosses
 from ._distributed_training import prepare_net
 from ._registry import get_registry
 from .nn import ISTN, FullyConvolutionalNet, ImageTransformerNetwork, STNContext
+from .nn._bias_field import PolynomialBiasField
 from .nn._coordinates import WithCoordinates
 from .nn._film import PerSiteNetworks, SiteConditionedISTN
 
@@ -83,8 +84,10 @@ def build_training_net(adapter, layout, task=None, callbacks=(),
 def build_istn(adapter, layout) -> ISTN:
     """One untrained ISTN (ITN and registered STN) for ``layout`` from ``adapter``'s parameters."""
     spatial_dims = len(layout.spatial)
+    options = dict(adapter.itn_options or {})
+    degree = options.pop("bias_field", 0)
     itn = (ImageTransformerNetwork(spatial_dims, layout.channels, layout.spatial, nf=adapter.nf,
-                                   output=adapter.itn_output, **(adapter.itn_options or {}))
+                                   output=adapter.itn_output, **options)
            if adapter.itn else None)
     stn = "none" if adapter.stn is None else adapter.stn
     entry = get_registry().get("spatial_transformer", stn, parameter="stn")
@@ -94,4 +97,5 @@ def build_istn(adapter, layout) -> ISTN:
         max_displacement=float(adapter.max_displacement),
         options=dict(adapter.stn_options or {}),
     )
-    return ISTN(itn, entry.factory(context))
+    return ISTN(itn, entry.factory(context),
+                bias_field=PolynomialBiasField(spatial_dims, degree) if degree else None)

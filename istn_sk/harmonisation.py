@@ -11,6 +11,9 @@
 * :func:`paired_similarity`: MAE, PSNR, SSIM (scikit-image's) and correlation of each
   image against its paired ground truth (travelling subjects: the same
   subject at the target site), optionally inside a mask.
+* :func:`site_effect`: the voxel-wise standardised difference between two
+  image sets, against what sampling alone gives, and the share of it that
+  is a smooth field (a bias field an ISTN's ``bias_field`` can undo).
 * :func:`jacobian_determinant` and :func:`folding_fraction`: how a
   displacement field (``ISTNAdapter.explain(X)["displacement"]``) changes
   local volume, and where it folds space.
@@ -29,6 +32,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score, permutatio
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ._site_effect import site_effect
+
 __all__ = [
     "folding_fraction",
     "intensity_distance",
@@ -36,6 +41,7 @@ __all__ = [
     "multi_site_classification_score",
     "paired_similarity",
     "site_classification_score",
+    "site_effect",
 ]
 
 

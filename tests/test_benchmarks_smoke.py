@@ -200,14 +200,15 @@ def test_brain_baselines_benchmark_scores_every_method_in_both_directions(tmp_pa
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "brain_baselines.py"), "--quick", "--task-epochs", "1",
          "--istn", "--out", str(tmp_path / "out"), "--methods", "oracle", "none", "z-score",
-         "Nyul", "ComBat", "ISTN", "ISTN + z-score"],
+         "Nyul", "ComBat", "ISTN", "ISTN + z-score", "ISTN (joint)"],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = pd.read_csv(tmp_path / "out" / "brain-baselines.csv")
     assert set(rows.direction) == {"camcan->ukbb", "ukbb->camcan"}
     assert {"none", "z-score", "Nyul", "ComBat", "ISTN"} <= set(rows.method)
-    assert rows[rows.method == "ISTN"].drop(columns=["direction", "method"]).notna().all().all()
+    assert rows[rows.method == "ISTN"].drop(columns=["direction", "method",
+                                                   "sex accuracy alongside"]).notna().all().all()
     # only the ISTN moves voxels: the intensity methods have no deformation measures
     moved = rows.method.str.startswith("ISTN")
     assert rows[~moved][["jacobian mean", "folding fraction"]].isna().all().all()
@@ -215,6 +216,10 @@ def test_brain_baselines_benchmark_scores_every_method_in_both_directions(tmp_pa
     istn = rows[rows.method == "ISTN"].set_index("direction")
     restandardised = rows[rows.method == "ISTN + z-score"].set_index("direction")
     pd.testing.assert_series_equal(istn["jacobian mean"], restandardised["jacobian mean"])
+    # the joint ISTN's own sex classifier is scored on the target; only there
+    joint = rows.method == "ISTN (joint)"
+    assert rows[joint]["sex accuracy alongside"].between(0, 1).all() and joint.sum() == 2
+    assert rows[~joint]["sex accuracy alongside"].isna().all()
     oracle, rows = rows[rows.method == "oracle"], rows[rows.method != "oracle"]
     assert len(oracle) == 2 and oracle["sex accuracy"].between(0, 1).all()
     assert oracle["site balanced accuracy"].isna().all()   # no mapping to score

@@ -34,6 +34,7 @@ ADAPTERS = {
     "2d-itn-affine": ((16, 16), dict(stn="affine", mode="cyclegan")),
     "2d-itn-bspline": ((16, 16), dict(stn="bspline", cp_spacing=4)),
     "3d-itn-affine": ((8, 8, 8), dict(stn="affine")),
+    "3d-bias-field-affine": ((8, 8, 8), dict(stn="affine", itn_options={"bias_field": 2})),
 }
 
 
@@ -55,6 +56,9 @@ def fitted(case):
     with torch.no_grad():
         for istn in adapter.net_.module_.values():
             istn.stn.head.bias.add_(0.3)
+            if istn.bias_field is not None:   # a field that changes intensities by position
+                istn.bias_field.gain.copy_(0.2 * torch.linspace(-1, 1, len(istn.bias_field.gain)))
+                istn.bias_field.offset.copy_(0.3 * torch.linspace(1, -1, len(istn.bias_field.gain)))
     return adapter
 
 
@@ -81,7 +85,7 @@ def test_the_warps_compared_below_move_pixels(case):
 
 @pytest.mark.parametrize("case, direction", [
     ("2d-itn-affine", "s2t"), ("2d-itn-affine", "t2s"), ("2d-itn-bspline", "s2t"),
-    ("3d-itn-affine", "s2t"), ("task", None),
+    ("3d-itn-affine", "s2t"), ("3d-bias-field-affine", "s2t"), ("task", None),
 ])
 def test_onnx_matches_torch_at_other_batch_sizes(case, direction, tmp_path):
     shape = (16, 16) if case == "task" else ADAPTERS[case][0]
@@ -96,16 +100,19 @@ def test_onnx_matches_torch_at_other_batch_sizes(case, direction, tmp_path):
     assert json.loads(session.get_modelmeta().custom_metadata_map["istn_sk"]) == described
     if case == "task":
         assert described["classes"] == [0, 1, 2]
+    # torch's own output for an image moves by up to 2e-5 with the batch it is computed
+    # in (another convolution kernel for a batch of 1); the reference is its whole-set one
+    whole = reference(case, direction or "s2t", X)
     for n in BATCHES:
         out = session.run(None, {"images": X[:n]})[0]
-        expected = reference(case, direction or "s2t", X[:n])
+        expected = whole[:n]
         assert out.shape == expected.shape
         assert np.abs(out - expected).max() <= TOLERANCE
 
 
 @pytest.mark.parametrize("case, direction", [
     ("2d-itn-affine", "s2t"), ("2d-itn-affine", "t2s"), ("2d-itn-bspline", "s2t"),
-    ("3d-itn-affine", "s2t"), ("task", None),
+    ("3d-itn-affine", "s2t"), ("3d-bias-field-affine", "s2t"), ("task", None),
 ])
 def test_torchscript_matches_torch_at_other_batch_sizes(case, direction, tmp_path):
     X = images((16, 16) if case == "task" else ADAPTERS[case][0])[0]

@@ -11,6 +11,7 @@ from istn_sk.harmonisation import (
     jacobian_determinant,
     paired_similarity,
     site_classification_score,
+    site_effect,
 )
 
 
@@ -165,3 +166,35 @@ def test_flattening_both_images_raises_ssim_but_not_the_correlation(volumes):
     np.testing.assert_allclose(shifted["correlation"], raw["correlation"], atol=1e-12)
     constant = paired_similarity(np.zeros_like(volumes[:1]), volumes[:1])
     assert np.isnan(constant["correlation"]).all()
+
+
+def test_site_effect_separates_a_smooth_field_from_voxel_noise_and_from_no_effect():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 30, 1, 16, 16, 16))
+    null = site_effect(a, b)
+    assert null["noise_rms"] == pytest.approx(np.sqrt(2 / 30))
+    assert null["effect_rms"] == pytest.approx(null["noise_rms"], rel=0.05)
+    assert null["excess_rms"] < 0.1 and null["smooth_share"] < 0.02
+    gradient = 0.5 * np.linspace(-1, 1, 16)[:, None, None]
+    smooth = site_effect(a + gradient, b)
+    assert smooth["excess_rms"] > 0.25 and smooth["smooth_share"] > 0.5
+    speckle = 0.5 * (rng.random((16, 16, 16)) > 0.5)
+    rough = site_effect(a + speckle, b)
+    assert rough["excess_rms"] > 0.25 and rough["smooth_share"] < 0.02
+    # a mask keeps its voxels only: the gradient confined to one half is still smooth there
+    half = np.zeros((16, 16, 16), bool)
+    half[:8] = True
+    assert site_effect(a + 3 * gradient * half, b, mask=half)["smooth_share"] > 0.5
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"images_b": np.zeros((1, 1, 8, 8))}, "at least 2 images"),
+    ({"mask": np.ones((4, 4), bool)}, "spatial shape"),
+    ({"mask": np.zeros((8, 8), bool)}, "more voxels"),
+])
+def test_site_effect_bad_inputs_are_named(kwargs, match):
+    rng = np.random.default_rng(1)
+    arguments = {"images_a": rng.normal(size=(4, 1, 8, 8)),
+                 "images_b": rng.normal(size=(4, 1, 8, 8)), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        site_effect(**arguments)

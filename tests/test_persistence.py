@@ -29,6 +29,7 @@ def data():
     dict(stn="bspline", cp_spacing=(3, 4), mode="cyclegan", gan_loss="mse"),
     dict(itn=False, stn="affine", stn_options={"max_translation": 0.1}),
     dict(itn_options={"coordinates": True, "depth": 1}, precision="bfloat16"),
+    dict(itn_options={"bias_field": 2}),
 ])
 def test_adapter_round_trip_gives_identical_transforms(data, tmp_path, params):
     X, _, sd = data

@@ -22,6 +22,12 @@ For each direction (camcan -> ukbb, ukbb -> camcan) and each baseline of
     ISTNAdapter settings with ``--istn-options JSON``); every mapped scan is
     cut to its own brain mask warped by the same deformation
     (:func:`mapped_inside_the_brain`).
+``ISTN (alongside)``, ``ISTN (joint)`` (``--methods``)
+    The same ISTN with a sex classifier trained alongside on each batch's
+    S2T with the source's labels (the simultaneous scheme); with ``joint``
+    its loss is also back-propagated into the ISTN (the task-driven scheme,
+    ``task_weight=1``). Target labels are never read. The row adds that
+    model's accuracy on the target test scans (``sex accuracy alongside``).
 ``ISTN + z-score`` (``--methods``)
     The ISTN's output put through the pre-processing the scans had (each
     image z-scored inside its brain, :class:`~istn_sk.normalisation.ZScoreNormaliser`):
@@ -32,7 +38,9 @@ image's intensities, so running them on the standardised simulated images
 is running them on the raw scanner intensities (up to the ``tanh`` clip).
 
 Measures (masks are ``X != 0``, the brain): the site classifier's balanced
-accuracy (source test vs target test, permutation p-value), the intensity
+accuracy (source test vs target test, permutation p-value), the site effect
+(:func:`~istn_sk.harmonisation.site_effect` inside the voxels of every test
+brain: its excess over sampling noise and its smooth share), the intensity
 Wasserstein distance inside the masks, travelling subjects' MAE / PSNR /
 SSIM / correlation against their own target scan inside both scans' masks
 (and a figure of one travelling subject per direction,
@@ -75,6 +83,7 @@ from istn_sk.harmonisation import (
     jacobian_determinant,
     paired_similarity,
     site_classification_score,
+    site_effect,
 )
 from istn_sk.io._plot import new_figure
 from istn_sk.nn import Warp
@@ -87,7 +96,9 @@ from istn_sk.normalisation import (
 
 EDGE = 1e-6
 METHODS = ("oracle", "none", "z-score", "WhiteStripe", "WhiteStripe (tau 0.1)", "Nyul", "ComBat",
-           "ISTN", "ISTN + z-score")
+           "ISTN", "ISTN + z-score", "ISTN (alongside)", "ISTN (joint)")
+#: The ISTN methods with a sex classifier trained alongside, and its loss's weight in the ISTN's.
+TASK_WEIGHTS = {"ISTN (alongside)": 0.0, "ISTN (joint)": 1.0}
 
 
 def combat_images(X, mask, site, covariates, fit_rows, reference: int) -> np.ndarray:
@@ -122,16 +133,23 @@ def normalised(method: str, X, mask, site, covariates, fit_rows, target: int,
         return NyulNormaliser().fit(X[rows], mask=mask[rows]).transform(X, mask=mask), mask, {}
     if method == "ComBat":
         return combat_images(X, mask, site, covariates, fit_rows, target), mask, {}
-    if method == "ISTN":
+    if method == "ISTN" or method in TASK_WEIGHTS:
         source_rows = fit_rows[site[fit_rows] != target]
+        options = dict(istn_options or {})
+        if method in TASK_WEIGHTS:
+            options.update(task=harness.brain_classifier(seed), task_weight=TASK_WEIGHTS[method],
+                           labels=covariates[source_rows, 1].astype(int))
         adapter = harness.brain_adapter("unidirectional", X[source_rows],
                                         X[fit_rows[site[fit_rows] == target]], seed,
-                                        f"towards {SITE_NAMES[target]}", **(istn_options or {}))
+                                        f"{method} towards {SITE_NAMES[target]}", **options)
         Y, Y_mask, displacement = mapped_inside_the_brain(adapter, X, mask, site != target)
         determinant = jacobian_determinant(displacement)
-        return Y, Y_mask, {"jacobian mean": float(determinant.mean()),
-                           "jacobian sd": float(determinant.std()),
-                           "folding fraction": float(folding_fraction(displacement).mean())}
+        measures = {"jacobian mean": float(determinant.mean()),
+                    "jacobian sd": float(determinant.std()),
+                    "folding fraction": float(folding_fraction(displacement).mean())}
+        if method in TASK_WEIGHTS:
+            measures["task model alongside"] = adapter.task_
+        return Y, Y_mask, measures
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -248,6 +266,10 @@ def run(harness: Harness, methods: list[str], task_epochs: int,
                                               random_state=seed)
             row["site balanced accuracy"] = score["balanced_accuracy"]
             row["site p-value"] = score["p_value"]
+            every_brain = Y_mask[s["test"]].all(axis=(0, 1)) & Y_mask[t["test"]].all(axis=(0, 1))
+            effect = site_effect(Y[s["test"]], Y[t["test"]], mask=every_brain)
+            row["site effect excess"] = effect["excess_rms"]
+            row["site effect smooth share"] = effect["smooth_share"]
             row["intensity distance"] = intensity_distance(
                 Y[s["test"]], Y[t["test"]], mask_a=Y_mask[s["test"]], mask_b=Y_mask[t["test"]])
             if len(travelling):
@@ -255,7 +277,12 @@ def run(harness: Harness, methods: list[str], task_epochs: int,
                 both = Y_mask[source_scans] & Y_mask[target_scans]
                 similarity = paired_similarity(Y[source_scans], Y[target_scans], mask=both)
                 row.update({f"travelling {k}": v for k, v in similarity.mean().items()})
+            deformation = dict(deformation)
+            alongside = deformation.pop("task model alongside", None)
             row.update(deformation)
+            if alongside is not None:
+                row["sex accuracy alongside"] = task_scores(alongside, X[t["test"]],
+                                                            sex[t["test"]])["accuracy"]
             if task_epochs:
                 for task, labels, make, key in (("sex accuracy", sex, harness.brain_classifier,
                                                  "accuracy"),
@@ -309,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         config = replace(config, brain_n_per_site=12, brain_n_test=5, brain_shape=24,
                          brain_travelling_subjects=2)
-    methods = list(args.methods or METHODS[:-2])
+    methods = list(args.methods or [m for m in METHODS if not m.startswith("ISTN")])
     if args.n_per_site:
         config = replace(config, brain_n_per_site=args.n_per_site)
     if args.n_test:

@@ -436,17 +436,19 @@ class Harness:
         return mapped
 
     def brain_adapter(self, mode: str, source: np.ndarray, target: np.ndarray, seed: int,
-                      label: str, **options) -> ISTNAdapter:
+                      label: str, labels: np.ndarray | None = None, **options) -> ISTNAdapter:
         """An ITN + affine ISTN fitted from ``source`` to ``target`` volumes.
 
-        ``options`` update the adapter's settings (any ISTNAdapter parameter).
+        ``options`` update the adapter's settings (any ISTNAdapter parameter);
+        ``labels``, the source's task labels, are needed with ``task``.
         """
         c = self.config
         clock = time.perf_counter()
         settings = {"nf": c.brain_nf, "max_epochs": c.brain_istn_epochs,
                     "batch_size": c.brain_batch_size, "stn": "affine", "mode": mode}
         adapter = self.adapter(seed, **{**settings, **options})
-        adapter.fit(np.concatenate([source, target]),
+        y = None if labels is None else np.r_[labels, -np.ones(len(target), int)]
+        adapter.fit(np.concatenate([source, target]), y,
                     sample_domain=np.r_[np.ones(len(source), int), -2 * np.ones(len(target), int)])
         self.progress(f"brain {mode} ISTN {label} fitted in {time.perf_counter() - clock:.0f} s")
         return adapter

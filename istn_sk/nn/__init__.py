@@ -7,6 +7,7 @@ samples it.
 """
 
 from ._affine import AffineSTN, affine_displacement
+from ._bias_field import PolynomialBiasField
 from ._bspline import BSplineSTN, bspline_displacement, control_grid_shape, cubic_bspline_kernel
 from ._encoder import ConvEncoder, FullyConvolutionalNet
 from ._istn import ISTN, STNContext
@@ -20,6 +21,7 @@ __all__ = [
     "FullyConvolutionalNet",
     "ISTN",
     "ImageTransformerNetwork",
+    "PolynomialBiasField",
     "STNContext",
     "Warp",
     "affine_displacement",

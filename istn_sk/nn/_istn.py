@@ -48,6 +48,9 @@ class STNContext:
 class ISTN(nn.Module):
     """Appearance (ITN) then shape (STN): ``warp(itn(x), stn(itn(x)))``.
 
+    With a ``bias_field``, ``f = bias_field(itn(x), x)`` stands between them:
+    ``warp(f, stn(f))``.
+
     Parameters
     ----------
     itn : nn.Module or None
@@ -57,14 +60,20 @@ class ISTN(nn.Module):
         only).
     warp : Warp, optional
         The sampler; a default :class:`Warp` when omitted.
+    bias_field : nn.Module, optional
+        A smooth intensity field applied to the ITN's output
+        (:class:`~istn_sk.nn.PolynomialBiasField`); called as
+        ``bias_field(appearance, x)``. It is not part of :meth:`appearance`,
+        so an identity term on the ITN does not constrain it.
     """
 
     def __init__(self, itn: nn.Module | None, stn: nn.Module | None,
-                 warp: Warp | None = None) -> None:
+                 warp: Warp | None = None, bias_field: nn.Module | None = None) -> None:
         super().__init__()
         self.itn = itn
         self.stn = stn
         self.warp = Warp() if warp is None else warp
+        self.bias_field = bias_field
 
     def forward(self, x: torch.Tensor, film=None) -> torch.Tensor:
         """Transformed images, same shape as ``x``."""
@@ -102,14 +111,15 @@ class ISTN(nn.Module):
         """
         film = film or {}
         appearance = self.appearance(x, film)
+        corrected = appearance if self.bias_field is None else self.bias_field(appearance, x)
         if self.stn is None:
-            return {"appearance": appearance, "displacement": None, "output": appearance}
+            return {"appearance": appearance, "displacement": None, "output": corrected}
         # Geometry in float32 even under bfloat16 autocast: a displacement of a tenth of a
         # voxel is lost in bfloat16 positions, and the STN's gradients with it.
-        appearance = appearance.float()
+        appearance, corrected = appearance.float(), corrected.float()
         stn_film = None if film.get("stn") is None else tuple(f.float() for f in film["stn"])
         with torch.autocast(appearance.device.type, enabled=False):
-            displacement = (self.stn(appearance) if stn_film is None
-                            else self.stn(appearance, stn_film))
-            output = self.warp(appearance, displacement)
+            displacement = (self.stn(corrected) if stn_film is None
+                            else self.stn(corrected, stn_film))
+            output = self.warp(corrected, displacement)
         return {"appearance": appearance, "displacement": displacement, "output": output}
