@@ -186,6 +186,9 @@ def test_refuses_a_non_empty_folder(written, tmp_path):
         (lambda p: load_brain_sites(p), FileNotFoundError, "manifest"),
         (lambda p: BrainSites().load(source="mri"), ValueError, "unknown source site"),
         (lambda p: BrainSites().load(source="ukbb", target="ukbb"), ValueError, "differ"),
+        (lambda p: BrainSites().load(source=["site2", "site2"]), ValueError, "differ"),
+        (lambda p: BrainSites().load(source=["camcan", "site3"], n_per_site=1, shape=SHAPE,
+                                     n_sites=3), ValueError, "'site3' has no images"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(tmp_path, call, error, match):
@@ -204,6 +207,17 @@ def test_provider_loads_source_then_target(written):
     assert X.shape == (6, 1, *SHAPE)
     X, _, sample_domain = BrainSites().load(n_per_site=1, shape=SHAPE)
     assert sample_domain.tolist() == [1, -2]
+
+
+def test_provider_loads_several_source_sites_for_a_many_site_fit():
+    X, y, sample_domain = BrainSites().load(source=["camcan", "site3", "site2"], target="ukbb",
+                                            n_per_site=2, shape=SHAPE)
+    # as many simulated sites as the highest one named needs; sources site by site in order
+    assert sample_domain.tolist() == [1, 1, 2, 2, 3, 3, -4, -4]
+    _, _, _, site = simulate_brain_sites(2, shape=SHAPE, n_sites=4)
+    full, *_ = simulate_brain_sites(2, shape=SHAPE, n_sites=4)
+    order = np.concatenate([np.flatnonzero(site == k) for k in (0, 3, 2, 1)])
+    np.testing.assert_array_equal(X, full[order])
 
 
 def test_population_is_prefix_stable():

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._brain import load_brain_sites, make_brain_sites, simulate_brain_sites
-from ._brain_scanner import SITES
+from ._brain_scanner import SITES, site_index
 from ._cache import prepare_out_dir, write_table
 from ._morpho_mnist import (
     DOMAINS,
@@ -104,7 +104,7 @@ class MorphoMNIST:
 
 
 class BrainSites:
-    """The ``"brain-sites"`` data set: simulated two-site 3D T1 MRI, sex labels."""
+    """The ``"brain-sites"`` data set: simulated multi-site 3D T1 MRI, sex labels."""
 
     def make(self, out_dir: str | os.PathLike[str], **options: Any) -> Path:
         """Write NIfTI files and ``manifest.tsv``; see :func:`istn_sk.datasets.make_brain_sites`."""
@@ -113,50 +113,63 @@ class BrainSites:
     def load(
         self,
         manifest: str | os.PathLike[str] | None = None,
-        source: str = SITES[0].name,
+        source: str | list[str] | tuple[str, ...] = SITES[0].name,
         target: str = SITES[1].name,
         **options: Any,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sex-labelled images of a source and a target site.
+        """Sex-labelled images of one or several source sites and a target site.
 
         Parameters
         ----------
         manifest : path-like, optional
             Load a folder written by ``make``; otherwise simulate in memory
             with ``options`` (see :func:`istn_sk.datasets.simulate_brain_sites`).
-        source, target : {"camcan", "ukbb"}
-            Two different sites.
+        source : str or sequence of str
+            A site (``"camcan"``, ``"ukbb"``, ``"site2"``, ...) or several, for
+            a fit on many source sites. Simulated data get as many sites as the
+            highest one named needs, unless ``n_sites`` is given.
+        target : str
+            Another site.
         **options
             Passed to :func:`istn_sk.datasets.simulate_brain_sites`.
 
         Returns
         -------
         X : ndarray of float32, shape (n, 1, D, H, W)
-            Source rows first, in [-1, 1].
+            Source rows first (site by site, in ``source``'s order), in [-1, 1].
         y : ndarray of int64
             Sex (0 female, 1 male) of every row; mask the target ones before fitting.
         sample_domain : ndarray of int64
-            ``1`` for source rows, ``-2`` for target rows.
+            ``k`` for the rows of the ``k``-th source site (1 with one source
+            site), ``-(n_sources + 1)`` for target rows (-2 with one).
         """
-        names = [site.name for site in SITES]
-        for role, name in (("source", source), ("target", target)):
-            if name not in names:
-                raise ValueError(f"unknown {role} site {name!r}; choose from {names}")
-        if source == target:
-            raise ValueError(f"source and target must differ, both are {source!r}")
+        sources = [source] if isinstance(source, str) else list(source)
+        indices = {}
+        for role, name in [*(("source", name) for name in sources), ("target", target)]:
+            if site_index(name) is None:
+                raise ValueError(f"unknown {role} site {name!r}; choose from "
+                                 f"{[site.name for site in SITES]} or site2, site3, ...")
+            indices[name] = site_index(name)
+        if len(set(sources)) != len(sources) or target in sources:
+            raise ValueError(f"source and target sites must all differ, got source={source!r}, "
+                             f"target={target!r}")
         if manifest is not None:
             if options:
                 raise TypeError(f"options {sorted(options)} do not apply to a manifest")
             X, y, _, site = load_brain_sites(manifest)
         else:
+            options.setdefault("n_sites", max(2, max(indices.values()) + 1))
             X, y, _, site = simulate_brain_sites(**options)
-        source_rows = np.flatnonzero(site == names.index(source))
-        target_rows = np.flatnonzero(site == names.index(target))
-        rows = np.concatenate([source_rows, target_rows])
-        sample_domain = np.concatenate(
-            [np.full(len(source_rows), SOURCE_DOMAIN), np.full(len(target_rows), TARGET_DOMAIN)]
-        ).astype(np.int64)
-        return X[rows], y[rows], sample_domain
+        parts = [np.flatnonzero(site == indices[name]) for name in [*sources, target]]
+        for name, rows in zip([*sources, target], parts, strict=True):
+            if not len(rows):
+                raise ValueError(f"site {name!r} has no images here (sites present: "
+                                 f"{sorted(set(site.tolist()))} by index)")
+        domains = [SOURCE_DOMAIN if len(sources) == 1 else k + 1 for k in range(len(sources))]
+        domains.append(TARGET_DOMAIN if len(sources) == 1 else -(len(sources) + 1))
+        sample_domain = np.concatenate([np.full(len(rows), domain)
+                                        for rows, domain in zip(parts, domains, strict=True)])
+        return X[np.concatenate(parts)], y[np.concatenate(parts)], sample_domain.astype(np.int64)
 
 
 def _entry(name: str) -> Any:
