@@ -214,10 +214,10 @@ def test_provider_loads_several_source_sites_for_a_many_site_fit():
                                             n_per_site=2, shape=SHAPE)
     # as many simulated sites as the highest one named needs; sources site by site in order
     assert sample_domain.tolist() == [1, 1, 2, 2, 3, 3, -4, -4]
-    _, _, _, site = simulate_brain_sites(2, shape=SHAPE, n_sites=4)
-    full, *_ = simulate_brain_sites(2, shape=SHAPE, n_sites=4)
+    full, sex, _, site = simulate_brain_sites(2, shape=SHAPE, n_sites=4)
     order = np.concatenate([np.flatnonzero(site == k) for k in (0, 3, 2, 1)])
     np.testing.assert_array_equal(X, full[order])
+    np.testing.assert_array_equal(y, sex[order])
 
 
 def test_population_is_prefix_stable():
