@@ -19,6 +19,8 @@ PRECISIONS = ("float32", "bfloat16")
 ITN_OPTIONS = ("bias_field", "coordinates", "depth", "p_dropout")
 #: Highest ``itn_options["bias_field"]`` degree (a receive field is smooth).
 MAX_BIAS_FIELD_DEGREE = 3
+#: What ``dis_augmentation="auto"`` gives 3D images (2D images get none).
+DEFAULT_3D_DIS_AUGMENTATION = "lowpass"
 #: What ``content_losses="auto"`` builds for an adapter with an ITN.
 DEFAULT_CONTENT_LOSS = "patch_nce"
 
@@ -72,6 +74,8 @@ def check_adapter_params(adapter, spatial: tuple[int, ...]) -> None:
                          f"{adapter.ema_decay!r}")
     for name in ("augmentation", "dis_augmentation"):
         policy = getattr(adapter, name)
+        if name == "dis_augmentation":
+            policy = resolved_dis_augmentation(adapter, len(spatial))
         if policy is not None and not isinstance(policy, str):
             raise ValueError(f"{name} must be None or the name of a registered policy, "
                              f"got {policy!r}")
@@ -109,6 +113,13 @@ def resolved_content_losses(adapter):
     if adapter.content_losses == "auto":
         return DEFAULT_CONTENT_LOSS if adapter.itn else None
     return adapter.content_losses
+
+
+def resolved_dis_augmentation(adapter, spatial_dims: int):
+    """``adapter.dis_augmentation`` resolved: ``"auto"`` means ``"lowpass"`` for 3D images."""
+    if adapter.dis_augmentation == "auto":
+        return DEFAULT_3D_DIS_AUGMENTATION if spatial_dims == 3 else None
+    return adapter.dis_augmentation
 
 
 def discriminator_sees_coordinates(adapter) -> bool:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._adapter_params import discriminator_sees_coordinates, per_axis, resolved_content_losses
+from ._adapter_params import (
+    discriminator_sees_coordinates,
+    per_axis,
+    resolved_content_losses,
+    resolved_dis_augmentation,
+)
 from ._adversarial_net import AdversarialISTNNet, GANLosses
 from ._distributed_training import prepare_net
 from ._registry import get_registry
@@ -76,7 +81,8 @@ def build_training_net(adapter, layout, task=None, callbacks=(),
         iterator_train__shuffle=True, device=adapter.device,
         callbacks=list(callbacks), verbose=int(adapter.verbose),
         task_net=task, task_weight=float(adapter.task_weight), ema_decay=adapter.ema_decay,
-        augmentation=adapter.augmentation, dis_augmentation=adapter.dis_augmentation,
+        augmentation=adapter.augmentation,
+        dis_augmentation=resolved_dis_augmentation(adapter, len(layout.spatial)),
         dis_regularisers=adapter.dis_regularisers, content_losses=resolved_content_losses(adapter),
         precision=adapter.precision,
     ))
