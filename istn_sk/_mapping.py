@@ -109,4 +109,3 @@ class MappingMixin:
             for start in range(0, images.shape[0], self.batch_size):
                 batch = torch.from_numpy(images[start:start + self.batch_size])
                 yield batch.to(self.device)
-

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from .nn._bias_field import monomial_exponents
+from .nn._bias_field import monomial_basis, monomial_exponents
 
 
 def site_effect(images_a, images_b, *, mask=None, degree: int = 2) -> dict[str, float]:
@@ -54,10 +55,8 @@ def site_effect(images_a, images_b, *, mask=None, degree: int = 2) -> dict[str, 
         raise ValueError("site_effect needs more voxels inside the mask than terms of the "
                          "smooth field")
     d = ((a.mean(axis=0) - b.mean(axis=0))[keep] / pooled_sd[keep])
-    axes = np.meshgrid(*(np.linspace(-1.0, 1.0, size) for size in spatial), indexing="ij")
-    basis = np.stack([np.prod([axis**k for axis, k in zip(axes, powers, strict=True)], axis=0)
-                      for powers in monomial_exponents(len(spatial), degree)], axis=-1)
-    basis = np.broadcast_to(basis, (a.shape[1], *spatial, basis.shape[-1]))[keep]
+    basis = monomial_basis(torch.zeros(1, 1, *spatial, dtype=torch.float64), degree).numpy()
+    basis = np.broadcast_to(np.moveaxis(basis, 0, -1), (a.shape[1], *spatial, len(basis)))[keep]
     coefficients, *_ = np.linalg.lstsq(basis, d, rcond=None)
     residual = d - basis @ coefficients
     effect_rms = float(np.sqrt(np.mean(d**2)))

@@ -20,6 +20,19 @@ def monomial_exponents(spatial_dims: int, degree: int) -> list[tuple[int, ...]]:
                    if sum(powers) <= degree), key=lambda powers: (sum(powers), powers[::-1]))
 
 
+def monomial_basis(like: torch.Tensor, degree: int) -> torch.Tensor:
+    """Every monomial of the voxel coordinates up to ``degree`` on ``like``'s grid.
+
+    ``like`` is ``(n, C, *spatial)`` and gives the grid, dtype and device;
+    the coordinates run from -1 to 1 along each axis. Returns
+    ``(n_terms, *spatial)``, the terms in :func:`monomial_exponents`'s order.
+    """
+    coordinates = coordinate_channels(like[:1])[0]
+    return torch.stack([torch.prod(torch.stack([c**k for c, k in zip(coordinates, powers,
+                                                                      strict=True)]), dim=0)
+                        for powers in monomial_exponents(len(coordinates), degree)])
+
+
 class PolynomialBiasField(nn.Module):
     """``u -> u exp(a(p)) + b(p)`` on the foreground, ``a`` and ``b`` polynomials of position.
 
@@ -64,10 +77,7 @@ class PolynomialBiasField(nn.Module):
 
     def basis(self, like: torch.Tensor) -> torch.Tensor:
         """The monomials at every voxel of ``like``'s grid, ``(n_terms, *spatial)``."""
-        coordinates = coordinate_channels(like[:1])[0]
-        return torch.stack([torch.prod(torch.stack([c**k for c, k in zip(coordinates, powers,
-                                                                          strict=True)]), dim=0)
-                            for powers in self.exponents])
+        return monomial_basis(like, self.degree)
 
     def fields(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The log-gain ``a`` and offset ``b`` on ``like``'s grid, each ``(1, 1, *spatial)``."""
