@@ -286,3 +286,61 @@ def test_device_script_runs_the_brain_harness_and_returns_one_archive(tmp_path):
         names = set(archive.getnames())
     assert {"seed3/brain-baselines.csv", "seed3/log.txt", "seed3/travelling-camcan2ukbb.png",
             "seed3/travelling-ukbb2camcan.png"} <= names
+
+
+def _site_residuals():
+    spec = importlib.util.spec_from_file_location("benchmark_site_residuals",
+                                                  BENCHMARKS / "brain_site_residuals.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_partway_site_moves_only_the_named_factors_linearly():
+    from istn_sk.datasets._brain_scanner import SITES
+
+    residuals = _site_residuals()
+    camcan, ukbb = SITES
+
+    def log_field(site):
+        direction = np.asarray(site.bias_direction)
+        return site.bias * direction / np.linalg.norm(direction)
+
+    every = residuals.GROUPS["every scanner factor but the noise"]
+    for fraction in (0.0, 0.3, 1.0):
+        site = residuals.partway(ukbb, camcan, fraction, every)
+        np.testing.assert_allclose(log_field(site),
+                                   log_field(ukbb) + fraction * (log_field(camcan)
+                                                                 - log_field(ukbb)))
+        assert site.gamma == ukbb.gamma + fraction * (camcan.gamma - ukbb.gamma)
+        np.testing.assert_allclose(site.translation_offset,
+                                   (1 - fraction) * np.asarray(ukbb.translation_offset))
+        assert (site.noise, site.age_range, site.name) == (ukbb.noise, ukbb.age_range, "ukbb")
+    placement_only = residuals.partway(ukbb, camcan, 1.0, residuals.GROUPS["head placement"])
+    assert placement_only.rotation_offset == camcan.rotation_offset
+    assert (placement_only.bias, placement_only.gamma) == (ukbb.bias, ukbb.gamma)
+
+
+def test_brain_site_residuals_benchmark_scores_each_residual_fraction(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "brain_site_residuals.py"), "--out", str(tmp_path),
+         "--n", "10", "--shape", "16", "--seeds", "0", "--permutations", "2"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "brain-site-residuals-runs.csv")
+    residuals = _site_residuals()
+    assert len(runs) == 2 * len(residuals.GROUPS) * len(residuals.RESIDUALS)
+    assert runs["site balanced accuracy"].between(0, 1).all()
+    for _, rows in runs.groupby("direction"):
+        perfect = rows[(rows.residual == 0) & ~rows.group.str.startswith("every")]
+        # a perfect map of any single group leaves the target site itself: one score
+        assert perfect["site balanced accuracy"].nunique() == 1
+        unmapped = rows[(rows.residual == 1) & rows.group.str.startswith("every")]
+        assert unmapped["site balanced accuracy"].item() >= 0.8
+        assert unmapped["site effect excess"].item() > perfect["site effect excess"].max() + 0.1
+    table = pd.read_csv(tmp_path / "brain-site-residuals.csv")
+    assert len(table) == 2 * len(residuals.GROUPS) and "residual 0.1" in table.columns
+    excess = pd.read_csv(tmp_path / "brain-site-residuals-excess.csv")
+    assert excess.shape == table.shape
