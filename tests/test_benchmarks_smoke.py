@@ -16,12 +16,16 @@ from skimage import exposure
 BENCHMARKS = Path(__file__).resolve().parents[1] / "examples" / "benchmarks"
 
 
-def _baselines():
-    spec = importlib.util.spec_from_file_location("benchmark_baselines",
-                                                  BENCHMARKS / "baselines.py")
+def _benchmark(name: str):
+    """The benchmark script ``examples/benchmarks/<name>.py``, imported as a module."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _baselines():
+    return _benchmark("baselines")
 
 
 def test_histogram_matching_gives_target_quantiles():
@@ -289,11 +293,7 @@ def test_device_script_runs_the_brain_harness_and_returns_one_archive(tmp_path):
 
 
 def _site_residuals():
-    spec = importlib.util.spec_from_file_location("benchmark_site_residuals",
-                                                  BENCHMARKS / "brain_site_residuals.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark("brain_site_residuals")
 
 
 def test_partway_site_moves_only_the_named_factors_linearly():
