@@ -63,23 +63,25 @@ RESIDUALS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
 DIRECTIONS = ("camcan -> ukbb", "ukbb -> camcan")
 
 
+def _log_bias_vector(site: Site) -> np.ndarray:
+    """The site's log receive field as one vector: ``bias * direction / |direction|``."""
+    direction = np.asarray(site.bias_direction, float)
+    return site.bias * direction / np.linalg.norm(direction)
+
+
 def partway(target: Site, source: Site, residual: float, names: tuple[str, ...]) -> Site:
     """``target`` with the fields ``names`` moved a fraction ``residual`` back towards ``source``.
 
     The bias field is interpolated as the vector ``bias * direction / |direction|``.
     """
     changes = {}
-    for name in names:
-        if name in ("bias", "bias_direction"):
-            continue
+    for name in set(names) - {"bias", "bias_direction"}:
         a, b = np.asarray(getattr(target, name), float), np.asarray(getattr(source, name), float)
         value = a + residual * (b - a)
         changes[name] = tuple(value.tolist()) if value.ndim else float(value)
     if "bias" in names:
-        def vector(site: Site) -> np.ndarray:
-            direction = np.asarray(site.bias_direction, float)
-            return site.bias * direction / np.linalg.norm(direction)
-        log_field = vector(target) + residual * (vector(source) - vector(target))
+        log_field = _log_bias_vector(target) + residual * (_log_bias_vector(source)
+                                                           - _log_bias_vector(target))
         amplitude = float(np.linalg.norm(log_field))
         changes["bias"] = amplitude
         changes["bias_direction"] = tuple((log_field / max(amplitude, 1e-12)).tolist())
@@ -97,26 +99,31 @@ def run(n: int, shape: int, seeds: list[int], permutations: int,
             target = images(scans(n, target_index, target_site.age_range, seed), shape,
                             target_site)
             mapped_subjects = scans(n, source_index, source.age_range, seed)
+            scored: dict[Site, dict] = {}   # every single group's residual 0 is T itself
             for group, names in GROUPS.items():
                 for residual in RESIDUALS:
                     site = partway(target_site, source, residual, names)
                     if group.startswith("every"):
                         site = replace(site, noise=source.noise)
-                    mapped = images(mapped_subjects, shape, site)
-                    score = site_classification_score(mapped, target,
-                                                      n_permutations=permutations,
-                                                      random_state=seed)
-                    every_brain = (mapped != 0).all(axis=(0, 1)) & (target != 0).all(axis=(0, 1))
-                    effect = site_effect(mapped, target, mask=every_brain)
+                    if site not in scored:
+                        scored[site] = _scores(images(mapped_subjects, shape, site), target,
+                                               permutations, seed)
                     rows.append({"direction": direction, "group": group, "residual": residual,
-                                 "seed": seed,
-                                 "site balanced accuracy": score["balanced_accuracy"],
-                                 "site p-value": score["p_value"],
-                                 "site effect excess": effect["excess_rms"]})
+                                 "seed": seed, **scored[site]})
                     print(f"{direction}, seed {seed}, {group}, residual {residual:.2f}: "
-                          f"site {score['balanced_accuracy']:.3f}, "
-                          f"excess {effect['excess_rms']:.3f}", flush=True)
+                          f"site {scored[site]['site balanced accuracy']:.3f}, "
+                          f"excess {scored[site]['site effect excess']:.3f}", flush=True)
     return pd.DataFrame(rows)
+
+
+def _scores(mapped: np.ndarray, target: np.ndarray, permutations: int, seed: int) -> dict:
+    """The harness's site classifier and voxel-wise site effect of ``mapped`` against ``target``."""
+    score = site_classification_score(mapped, target, n_permutations=permutations,
+                                      random_state=seed)
+    every_brain = (mapped != 0).all(axis=(0, 1)) & (target != 0).all(axis=(0, 1))
+    effect = site_effect(mapped, target, mask=every_brain)
+    return {"site balanced accuracy": score["balanced_accuracy"],
+            "site p-value": score["p_value"], "site effect excess": effect["excess_rms"]}
 
 
 def summary(runs: pd.DataFrame, column: str = "site balanced accuracy") -> pd.DataFrame:
